@@ -1,0 +1,34 @@
+with
+
+lines as (
+
+    select * from {{ ref('int_transaction_lines__rules_applied') }}
+
+),
+
+final as (
+
+    select
+        transaction_line_id,
+        invoice_no,
+        stock_code,
+        description,
+        quantity,
+        unit_price,
+        revenue,
+        invoice_at,
+        invoice_date,
+        customer_id,
+        is_guest,
+        is_return,
+        is_cancellation,
+        country,
+        source_file,
+        source_line
+
+    from lines
+    where exclusion_rule is null
+
+)
+
+select * from final

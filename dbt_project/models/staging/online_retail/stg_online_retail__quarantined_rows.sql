@@ -1,0 +1,22 @@
+with
+
+source as (
+
+    select * from {{ source('online_retail', 'quarantined_rows') }}
+
+),
+
+renamed as (
+
+    select
+        source_file || ':' || source_line as quarantined_row_id,
+        source_file,
+        source_line,
+        raw_record,
+        reason
+
+    from source
+
+)
+
+select * from renamed

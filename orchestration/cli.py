@@ -1,0 +1,128 @@
+"""The ``insiders`` command line: load files, build the dbt project, make demo data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from orchestration.warehouse import WAREHOUSE_ENV, load_files, resolve_warehouse
+
+
+def _as_of(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--warehouse",
+        default=argparse.SUPPRESS,
+        help=f"DuckDB warehouse file (default: ${WAREHOUSE_ENV}, else warehouse/insiders.duckdb)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="insiders",
+        description="Find an online store's most valuable customers (the Insiders).",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    load = sub.add_parser(
+        "load", parents=[common], help="load transaction files or directories into raw"
+    )
+    load.add_argument("paths", nargs="+", metavar="PATH")
+
+    build = sub.add_parser("build", parents=[common], help="dbt build: models, seeds and tests")
+    build.add_argument("--as-of", type=_as_of, help="compute customer features as of this date")
+    build.add_argument("--select", help="dbt node selection, passed through (e.g. +dim_customers)")
+
+    demo = sub.add_parser(
+        "demo-data", parents=[common], help="write a synthetic data set (Kaggle layout)"
+    )
+    demo.add_argument("directory", type=Path, metavar="DIR")
+    demo.add_argument("--customers", type=int, default=1000)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument(
+        "--layout", choices=("kaggle", "uci", "daily"), default="kaggle", help="file layout"
+    )
+
+    run = sub.add_parser(
+        "run", parents=[common], help="the main job: load the source, then build everything"
+    )
+    run.add_argument("--source", type=Path, help="file or directory of transaction files")
+    run.add_argument("--as-of", type=_as_of)
+    return parser
+
+
+def _load(warehouse: Path, paths: list[str]) -> int:
+    report = load_files(warehouse, paths)
+    for raw_file in report.loaded:
+        print(f"loaded  {raw_file.path} ({raw_file.layout}, {raw_file.encoding})")
+    for path, why in report.skipped:
+        print(f"skipped {path}: {why}")
+    for error in report.failed:
+        print(f"insiders: error: {error}", file=sys.stderr)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _build(warehouse: Path, as_of: date | None, select: str | None = None) -> int:
+    from orchestration.dbt_runner import dbt_vars, run_dbt
+
+    extra = ["--select", select] if select else []
+    return 0 if run_dbt("build", warehouse, dbt_vars(as_of), extra) else 1
+
+
+def _demo(directory: Path, customers: int, seed: int, layout: str) -> int:
+    from models_py.demo_data import write_demo_data
+
+    written = write_demo_data(directory, customers=customers, seed=seed, layout=layout)
+    print(
+        f"wrote {written.path}: {written.lines} lines, {written.customers} customers, "
+        f"{written.bad_lines} deliberately bad lines (synthetic data, seed {seed})"
+    )
+    return 0
+
+
+def _run(warehouse: Path, source: Path | None, as_of: date | None) -> int:
+    if source is None:
+        from orchestration.warehouse import connect
+
+        con = connect(warehouse)
+        try:
+            files = con.execute("select count(*) from raw.loaded_files").fetchone()[0]
+        finally:
+            con.close()
+        if files == 0:
+            source = warehouse.parent / "demo-data"
+            print(
+                "#" * 72
+                + "\n# No data loaded yet and no --source given: using SYNTHETIC demo data"
+                + f"\n# written to {source}. Figures below are NOT real."
+                + "\n# Load your own: insiders run --source PATH\n"
+                + "#" * 72
+            )
+            _demo(source, customers=1000, seed=42, layout="kaggle")
+    if source is not None and _load(warehouse, [str(source)]) != 0:
+        return 1
+    return _build(warehouse, as_of)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    warehouse = resolve_warehouse(getattr(args, "warehouse", None))
+    if args.command == "load":
+        return _load(warehouse, args.paths)
+    if args.command == "build":
+        return _build(warehouse, args.as_of, args.select)
+    if args.command == "demo-data":
+        return _demo(args.directory, args.customers, args.seed, args.layout)
+    return _run(warehouse, args.source, args.as_of)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Run the dbt project against the warehouse, the same way an analyst would.
+
+The CLI runs dbt in-process (``dbtRunner``), pointing it at ``dbt_project/`` and
+``profiles/`` and at the warehouse through ``INSIDERS_WAREHOUSE``, which the
+profile reads. An analyst gets the same result with
+``dbt build --project-dir dbt_project --profiles-dir profiles``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from orchestration.warehouse import WAREHOUSE_ENV
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+DBT_PROFILES_DIR = REPO_ROOT / "profiles"
+
+
+def dbt_vars(
+    as_of: date | None = None, extra: dict[str, object] | None = None
+) -> dict[str, object]:
+    """The ``--vars`` of a run: the as-of date, plus any override (e.g. guest_policy)."""
+    values: dict[str, object] = dict(extra or {})
+    if as_of is not None:
+        values["as_of"] = as_of.isoformat()
+    return values
+
+
+def dbt_args(command: str, variables: dict[str, object], extra: Sequence[str] = ()) -> list[str]:
+    args = [
+        command,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROFILES_DIR),
+    ]
+    if variables:
+        args += ["--vars", json.dumps(variables)]
+    return args + list(extra)
+
+
+def run_dbt(
+    command: str,
+    warehouse: Path,
+    variables: dict[str, object] | None = None,
+    extra: Sequence[str] = (),
+) -> bool:
+    """Invoke dbt in this process; True when every node and test passed."""
+    from dbt.cli.main import dbtRunner
+
+    previous = os.environ.get(WAREHOUSE_ENV)
+    os.environ[WAREHOUSE_ENV] = str(warehouse)
+    try:
+        result = dbtRunner().invoke(dbt_args(command, variables or {}, extra))
+    finally:
+        if previous is None:
+            os.environ.pop(WAREHOUSE_ENV, None)
+        else:
+            os.environ[WAREHOUSE_ENV] = previous
+    return bool(result.success)
