@@ -128,7 +128,7 @@ def _header_positions(path: Path | str, header: list[str]) -> tuple[list[int], i
     return [lookup[c.lower()] for c in COLUMNS], trailing_empty
 
 
-def _detect_layout(path: Path | str, dates: Iterable[str], trailing_empty: int) -> str:
+def _detect_layout(dates: Iterable[str], trailing_empty: int) -> str:
     """Pick the date layout that most of the first rows follow."""
     votes = dict.fromkeys(DATE_FORMATS, 0)
     for value in dates:
@@ -163,7 +163,7 @@ def split_file(path: Path | str, data: bytes | None = None, sha256: str | None =
     )
     records, rejected, raw_lines = split
     layout = _detect_layout(
-        path, records.column("InvoiceDate").slice(0, _SNIFF_ROWS).to_pylist(), trailing_empty
+        records.column("InvoiceDate").slice(0, _SNIFF_ROWS).to_pylist(), trailing_empty
     )
     return RawFile(
         path=str(path),

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from models_py.demo_data import DemoData, generate_transactions, write_demo_data
+from models_py.ingest import COLUMNS
 
 KAGGLE_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country,"
 PLAIN_HEADER = KAGGLE_HEADER.rstrip(",")
@@ -182,16 +183,7 @@ def test_descriptions_with_commas_round_trip(written: dict[str, tuple[DemoData, 
 
 
 def test_frame_types(frame: pd.DataFrame) -> None:
-    assert list(frame.columns) == [
-        "InvoiceNo",
-        "StockCode",
-        "Description",
-        "Quantity",
-        "InvoiceDate",
-        "UnitPrice",
-        "CustomerID",
-        "Country",
-    ]
+    assert tuple(frame.columns) == COLUMNS
     assert pd.api.types.is_integer_dtype(frame["Quantity"])
     assert pd.api.types.is_datetime64_any_dtype(frame["InvoiceDate"])
     assert pd.api.types.is_float_dtype(frame["UnitPrice"])
