@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 from pathlib import Path
 
-from orchestration.warehouse import WAREHOUSE_ENV, load_files, resolve_warehouse
+from orchestration.warehouse import SOURCE_ENV, WAREHOUSE_ENV, load_files, resolve_warehouse
 
 
 def _as_of(value: str) -> date:
@@ -89,9 +90,10 @@ def _demo(directory: Path, customers: int, seed: int, layout: str) -> int:
 
 
 def _run(warehouse: Path, source: Path | None, as_of: date | None) -> int:
-    if source is None:
-        from orchestration.warehouse import connect
+    """The main job, executed by Dagster: the same graph `dagster dev` shows."""
+    from orchestration.warehouse import connect
 
+    if source is None and not os.environ.get(SOURCE_ENV):
         con = connect(warehouse)
         try:
             files = con.execute("select count(*) from raw.loaded_files").fetchone()[0]
@@ -107,9 +109,51 @@ def _run(warehouse: Path, source: Path | None, as_of: date | None) -> int:
                 + "#" * 72
             )
             _demo(source, customers=1000, seed=42, layout="kaggle")
-    if source is not None and _load(warehouse, [str(source)]) != 0:
+    return run_job(warehouse, source, as_of)
+
+
+def run_job(warehouse: Path, source: Path | None, as_of: date | None) -> int:
+    """Execute the Dagster job in this process; print what it materialised."""
+    os.environ[WAREHOUSE_ENV] = str(warehouse)
+    from dagster import DagsterInstance
+
+    from orchestration.definitions import JOB_NAME, build_definitions
+
+    job = build_definitions(str(warehouse)).resolve_job_def(JOB_NAME)
+    run_config = {
+        "ops": {
+            "raw_transactions": {"config": {"source": str(source) if source else ""}},
+            "insiders_dbt_assets": {"config": {"as_of": as_of.isoformat() if as_of else ""}},
+        }
+    }
+    instance = (
+        DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    )
+    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    materialized = [
+        e.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
+        if e.asset_key is not None
+    ]
+    print(f"run {result.run_id}: {len(materialized)} assets materialized")
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        if (
+            "insiders_share_of_customers" in meta
+            and event.asset_key.path[-1] == "customer_segments"
+        ):
+            print(
+                f"Insiders: {meta['insiders'].value} of {meta['customers'].value} customers "
+                f"({meta['insiders_share_of_customers'].value:.1%}), "
+                f"{meta['insiders_share_of_revenue'].value:.1%} of customer revenue; "
+                f"model {meta['model'].value}"
+            )
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure:
+                print(f"insiders: error: {event.message}", file=sys.stderr)
         return 1
-    return _build(warehouse, as_of)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

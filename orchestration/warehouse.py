@@ -25,8 +25,10 @@ from models_py.ingest import (
     split_file,
     stage_records,
 )
+from orchestration.ml_tables import ML_DDL
 
 WAREHOUSE_ENV = "INSIDERS_WAREHOUSE"
+SOURCE_ENV = "INSIDERS_SOURCE"  # default source of `insiders run` and the sensor
 DEFAULT_WAREHOUSE = Path("warehouse") / "insiders.duckdb"
 _WORKERS = min(4, os.cpu_count() or 1)
 
@@ -70,12 +72,14 @@ def resolve_warehouse(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse file, creating its folder and the raw schema when writing."""
+    """Open the warehouse file; when writing, create its folder and the Python-owned
+    tables (``raw`` and ``ml``), so dbt sources exist before their first load."""
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
     if not read_only:
         con.execute(RAW_DDL)
+        con.execute(ML_DDL)
     return con
 
 

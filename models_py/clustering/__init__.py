@@ -1,0 +1,44 @@
+"""Customer segmentation: find the Insiders (and name every other segment).
+
+Input is one row per customer from ``marts.dim_customers``. :func:`fit_segmentation`
+sweeps feature spaces x algorithms x K on a bounded sample, picks one by an
+explicit rule, checks its bootstrap stability and labels every customer;
+:func:`label_with_model` scores customers with a saved :class:`Segmenter`.
+Nothing here does I/O except :func:`save_segmenter` / :func:`load_segmenter`, and
+nothing depends on Dagster: orchestration lives elsewhere.
+"""
+
+from models_py.clustering.config import ClusteringConfig
+from models_py.clustering.labelling import Segmenter
+from models_py.clustering.naming import cluster_profile, insider_cluster, name_clusters
+from models_py.clustering.pipeline import (
+    ScoringResult,
+    SegmentationResult,
+    fit_segmentation,
+    label_with_model,
+    load_segmenter,
+    save_segmenter,
+    score_with_model,
+)
+from models_py.clustering.preprocess import Preprocessor, validate_customers
+from models_py.clustering.selection import silhouette_from_distances
+from models_py.clustering.stable_ids import match_cluster_ids
+
+__all__ = [
+    "ClusteringConfig",
+    "Preprocessor",
+    "ScoringResult",
+    "SegmentationResult",
+    "Segmenter",
+    "cluster_profile",
+    "fit_segmentation",
+    "insider_cluster",
+    "label_with_model",
+    "load_segmenter",
+    "match_cluster_ids",
+    "name_clusters",
+    "save_segmenter",
+    "score_with_model",
+    "silhouette_from_distances",
+    "validate_customers",
+]

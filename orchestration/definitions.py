@@ -1,0 +1,241 @@
+"""The whole Insiders graph in Dagster: load files, dbt, clustering, write-back.
+
+``dagster dev -m orchestration.definitions`` shows it; ``insiders run`` executes the
+same job headless. Assets stay thin: they read through resources, call
+``models_py``, write, and report metadata.
+
+DuckDB allows one writer process: the job uses the in-process executor (one step at a
+time), every Python step opens the warehouse only while it writes, and dbt runs as a
+subprocess while no Python step holds a connection.
+"""
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSelection,
+    AssetSpec,
+    Config,
+    DefaultSensorStatus,
+    Definitions,
+    Failure,
+    MaterializeResult,
+    RunRequest,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    in_process_executor,
+    multi_asset,
+    sensor,
+)
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+    get_asset_key_for_model,
+)
+
+from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR
+from orchestration.resources import WarehouseResource
+from orchestration.segmentation_asset import SegmentationConfig, run_segmentation
+from orchestration.warehouse import SOURCE_ENV, WAREHOUSE_ENV, discover_files, load_files
+
+JOB_NAME = "insiders_job"
+
+# The dbt beside this interpreter, whatever PATH says.
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+
+insiders_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROFILES_DIR)
+# Parse the project on every load (partial parsing keeps it to a few seconds), so the
+# graph always reflects the SQL on disk: in `dagster dev`, in `insiders run`, in tests.
+DbtCliResource(project_dir=insiders_dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
+    ["parse", "--quiet"], target_path=insiders_dbt_project.target_path
+).wait()
+
+
+class InsidersDbtTranslator(DagsterDbtTranslator):
+    """Asset keys are the warehouse's own names: ``marts/dim_customers``, ``raw/...``."""
+
+    def get_asset_key(self, dbt_resource_props):  # type: ignore[override]
+        if dbt_resource_props["resource_type"] == "source":
+            return super().get_asset_key(dbt_resource_props)
+        return AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props):  # type: ignore[override]
+        return dbt_resource_props.get("schema") or "dbt"
+
+
+# --- ingestion ----------------------------------------------------------------------
+
+RAW_TABLES = {
+    "transactions": "Parsed invoice lines, one row per source line.",
+    "quarantined_rows": "Records that could not be parsed, with file, line and reason.",
+    "loaded_files": "One row per loaded file: hash, layout, reconciling line counts.",
+}
+
+
+class LoadConfig(Config):
+    """Where the transaction files are: a file or a directory (default $INSIDERS_SOURCE)."""
+
+    source: str = ""
+
+
+@multi_asset(
+    name="raw_transactions",
+    specs=[
+        AssetSpec(AssetKey(["raw", table]), description=text, group_name="raw")
+        for table, text in RAW_TABLES.items()
+    ],
+)
+def raw_transactions(
+    context: AssetExecutionContext, config: LoadConfig, warehouse: WarehouseResource
+):
+    """Load new or changed transaction files into ``raw`` (idempotent per file content)."""
+    source = config.source or os.environ.get(SOURCE_ENV, "")
+    if not source:
+        context.log.warning(f"no source (op config 'source' or ${SOURCE_ENV}): nothing to load")
+    report = load_files(Path(warehouse.path), [source] if source else [])
+    for error in report.failed:
+        context.log.error(str(error))
+    context.log.info(report.summary())
+    if report.failed:
+        raise Failure(
+            description=f"{len(report.failed)} file(s) failed to load; the others were loaded",
+            metadata={"errors": "\n".join(str(e) for e in report.failed)},
+        )
+    metadata = {
+        "source": source,
+        "files_loaded": len(report.loaded),
+        "files_skipped": len(report.skipped),
+        "rows_loaded": report.rows_loaded,
+        "rows_quarantined": report.rows_quarantined,
+    }
+    for table in RAW_TABLES:
+        yield MaterializeResult(asset_key=AssetKey(["raw", table]), metadata=metadata)
+
+
+# --- dbt -----------------------------------------------------------------------------
+
+
+class DbtBuildConfig(Config):
+    """``as_of``: compute customer features as of this date (YYYY-MM-DD); default: latest."""
+
+    as_of: str = ""
+
+
+@dbt_assets(
+    manifest=insiders_dbt_project.manifest_path,
+    project=insiders_dbt_project,
+    dagster_dbt_translator=InsidersDbtTranslator(),
+)
+def insiders_dbt_assets(
+    context: AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+    config: DbtBuildConfig,
+):
+    """``dbt build`` of the selected models, seeds and tests (tests become asset checks)."""
+    os.environ[WAREHOUSE_ENV] = warehouse.path  # the dbt profile reads it
+    args = ["build"]
+    if config.as_of:
+        args += ["--vars", json.dumps({"as_of": config.as_of})]
+    yield from dbt.cli(args, context=context).stream()
+
+
+DIM_CUSTOMERS = get_asset_key_for_model([insiders_dbt_assets], "dim_customers")
+
+# --- clustering ----------------------------------------------------------------------
+
+ML_TABLES = {
+    "customer_segments": "One row per customer of marts.dim_customers: cluster and Insider flag.",
+    "model_selection": "One row per candidate (space x algorithm x K) with its scores.",
+    "customer_embedding": "2-D coordinates per customer, for plots.",
+}
+
+
+@multi_asset(
+    name="customer_segmentation",
+    specs=[
+        AssetSpec(AssetKey(["ml", table]), description=text, group_name="ml", deps=[DIM_CUSTOMERS])
+        for table, text in ML_TABLES.items()
+    ],
+)
+def customer_segmentation(
+    context: AssetExecutionContext, config: SegmentationConfig, warehouse: WarehouseResource
+):
+    """Cluster the customers of ``marts.dim_customers`` and write the labels to ``ml``."""
+    metadata = run_segmentation(
+        warehouse=Path(warehouse.path), config=config, run_id=context.run.run_id, log=context.log
+    )
+    for table in ML_TABLES:
+        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=metadata)
+
+
+# --- jobs, schedule, sensor ----------------------------------------------------------
+
+insiders_job = define_asset_job(
+    JOB_NAME,
+    selection=AssetSelection.all(),
+    description="Load new files, build the dbt project, cluster the customers.",
+)
+
+monthly_refresh = ScheduleDefinition(
+    name="monthly_refresh",
+    job=insiders_job,
+    cron_schedule="0 6 1 * *",
+    description="Re-evaluate the Insiders on the first of every month.",
+)
+
+
+def source_fingerprint(source: str) -> str:
+    """Hash of the source's file listing (path, size, mtime): changes when files do."""
+    listing = [
+        (str(p), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in discover_files([source])
+        if isinstance(p, Path)
+    ]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+@sensor(
+    job=insiders_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.STOPPED,
+    description=f"Start a run when files appear or change under ${SOURCE_ENV}.",
+)
+def new_transaction_files(context: SensorEvaluationContext):
+    source = os.environ.get(SOURCE_ENV, "")
+    if not source or not Path(source).exists():
+        return SkipReason(f"${SOURCE_ENV} is not set or does not exist")
+    fingerprint = source_fingerprint(source)
+    if fingerprint == context.cursor:
+        return SkipReason("no new or changed files")
+    context.update_cursor(fingerprint)
+    return RunRequest(run_key=fingerprint)
+
+
+def build_definitions(warehouse: str | None = None) -> Definitions:
+    """The one Definitions object; ``warehouse`` overrides $INSIDERS_WAREHOUSE."""
+    from orchestration.warehouse import resolve_warehouse
+
+    return Definitions(
+        assets=[raw_transactions, insiders_dbt_assets, customer_segmentation],
+        jobs=[insiders_job],
+        schedules=[monthly_refresh],
+        sensors=[new_transaction_files],
+        resources={
+            "dbt": DbtCliResource(project_dir=insiders_dbt_project, dbt_executable=DBT_EXECUTABLE),
+            "warehouse": WarehouseResource(path=str(resolve_warehouse(warehouse))),
+        },
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions()

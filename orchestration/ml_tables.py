@@ -1,0 +1,190 @@
+"""The ``ml`` schema: what the clustering reads from and writes back to the warehouse.
+
+The tables exist from the first connection on (empty), so that dbt models over the
+``ml`` sources build before any clustering has run. A run's labels, candidates and
+embedding replace the previous run's in ONE transaction: readers see the old run or
+the new one, and a run that fails leaves the old one in place. Runs and centroids
+are kept as history; centroids let the next run give clusters the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+ML_DDL = """
+create schema if not exists ml;
+create table if not exists ml.customer_segments (
+    customer_id varchar not null,
+    cluster_id integer not null,
+    cluster_name varchar not null,
+    is_insider boolean not null,
+    as_of date not null,
+    run_id varchar not null,
+    model varchar not null
+);
+create table if not exists ml.model_selection (
+    run_id varchar not null,
+    as_of date not null,
+    space varchar not null,
+    algorithm varchar not null,
+    k_requested integer,
+    k integer not null,
+    silhouette double,
+    silhouette_features double,
+    davies_bouldin double,
+    calinski_harabasz double,
+    smallest_cluster_share double,
+    is_eligible boolean not null,
+    is_chosen boolean not null
+);
+create table if not exists ml.customer_embedding (
+    customer_id varchar not null,
+    x double not null,
+    y double not null,
+    cluster_id integer not null,
+    as_of date not null,
+    run_id varchar not null
+);
+create table if not exists ml.cluster_centroids (
+    run_id varchar not null,
+    as_of date not null,
+    cluster_id integer not null,
+    feature varchar not null,
+    value double not null
+);
+create table if not exists ml.segmentation_runs (
+    run_id varchar primary key,
+    as_of date not null,
+    created_at timestamp not null,
+    model varchar not null,
+    model_path varchar,
+    refit boolean not null,
+    config json,
+    chosen json,
+    stability_ari double,
+    customers bigint not null,
+    insiders bigint not null
+);
+"""
+
+# The columns the clustering reads; the dbt contract on dim_customers guarantees them.
+CUSTOMER_QUERY = "select * from marts.dim_customers order by customer_id"
+
+
+@dataclass(frozen=True)
+class SegmentationWrite:
+    """Everything one run writes, already shaped as the ml tables' rows."""
+
+    run_id: str
+    as_of: date
+    model: str
+    model_path: str | None
+    refit: bool
+    labels: pd.DataFrame
+    candidates: pd.DataFrame | None
+    embedding: pd.DataFrame
+    centroids: pd.DataFrame
+    config: dict[str, Any]
+    chosen: dict[str, Any]
+    stability_ari: float | None
+
+
+def read_customers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute(CUSTOMER_QUERY).df()
+
+
+def read_previous_centroids(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+    """The latest run's centroids, wide (cluster_id + one column per feature), or None."""
+    long = con.execute(
+        """
+        select cluster_id, feature, value
+        from ml.cluster_centroids
+        where run_id = (
+            select run_id from ml.segmentation_runs order by created_at desc limit 1
+        )
+        """
+    ).df()
+    if long.empty:
+        return None
+    wide = long.pivot(index="cluster_id", columns="feature", values="value").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def latest_model_path(con: duckdb.DuckDBPyConnection) -> str | None:
+    row = con.execute(
+        """
+        select model_path from ml.segmentation_runs
+        where model_path is not null order by created_at desc limit 1
+        """
+    ).fetchone()
+    return row[0] if row else None
+
+
+def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite) -> None:
+    """Replace the current labels, candidates and embedding in one transaction."""
+    labels = write.labels.assign(as_of=write.as_of, run_id=write.run_id, model=write.model)[
+        ["customer_id", "cluster_id", "cluster_name", "is_insider", "as_of", "run_id", "model"]
+    ]
+    embedding = write.embedding.merge(
+        write.labels[["customer_id", "cluster_id"]], on="customer_id", how="left"
+    ).assign(as_of=write.as_of, run_id=write.run_id)[
+        ["customer_id", "x", "y", "cluster_id", "as_of", "run_id"]
+    ]
+    centroids = write.centroids.melt(
+        id_vars="cluster_id", var_name="feature", value_name="value"
+    ).assign(run_id=write.run_id, as_of=write.as_of)[
+        ["run_id", "as_of", "cluster_id", "feature", "value"]
+    ]
+    frames = {"new_labels": labels, "new_embedding": embedding, "new_centroids": centroids}
+    if write.candidates is not None:
+        frames["new_candidates"] = write.candidates.assign(run_id=write.run_id, as_of=write.as_of)
+    for name, frame in frames.items():
+        con.register(name, frame)
+    con.execute("begin transaction")
+    try:
+        con.execute("delete from ml.customer_segments")
+        con.execute("insert into ml.customer_segments select * from new_labels")
+        con.execute("delete from ml.customer_embedding")
+        con.execute("insert into ml.customer_embedding select * from new_embedding")
+        if write.candidates is not None:
+            con.execute("delete from ml.model_selection")
+            con.execute(
+                """
+                insert into ml.model_selection
+                select run_id, as_of, space, algorithm, k_requested, k, silhouette,
+                    silhouette_features, davies_bouldin, calinski_harabasz,
+                    min_cluster_share, eligible, chosen
+                from new_candidates
+                """
+            )
+        con.execute("insert into ml.cluster_centroids select * from new_centroids")
+        con.execute(
+            "insert into ml.segmentation_runs values "
+            "(?, ?, current_localtimestamp(), ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                write.run_id,
+                write.as_of,
+                write.model,
+                write.model_path,
+                write.refit,
+                json.dumps(write.config, default=str),
+                json.dumps(write.chosen, default=str),
+                write.stability_ari,
+                len(labels),
+                int(labels["is_insider"].sum()),
+            ],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    finally:
+        for name in frames:
+            con.unregister(name)

@@ -1,0 +1,53 @@
+"""Acceptance: the whole Dagster graph on the real data in ../shared (never skipped)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestration.cli import main
+from tests.conftest import SHARED_BY_DAY, query, scalar
+
+
+@pytest.fixture(scope="module")
+def graph_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    assert SHARED_BY_DAY.is_dir(), f"acceptance data missing: {SHARED_BY_DAY}"
+    warehouse = tmp_path_factory.mktemp("graph") / "insiders.duckdb"
+    assert main(["run", "--warehouse", str(warehouse), "--source", str(SHARED_BY_DAY)]) == 0
+    return warehouse
+
+
+def test_every_customer_has_exactly_one_segment(graph_warehouse):
+    customers = scalar(graph_warehouse, "select count(*) from marts.dim_customers")
+    assert customers > 4000
+    assert (
+        scalar(
+            graph_warehouse,
+            """
+        select count(*) from marts.dim_customers as d
+        left join (select customer_id, count(*) as n from ml.customer_segments group by 1) as s
+            using (customer_id)
+        where s.n is distinct from 1
+        """,
+        )
+        == 0
+    )
+
+
+def test_insiders_are_a_small_valuable_group(graph_warehouse, capsys):
+    share, revenue_share = query(
+        graph_warehouse,
+        """
+        select avg(s.is_insider::int),
+            sum(d.monetary) filter (where s.is_insider) / sum(d.monetary)
+        from marts.dim_customers as d join ml.customer_segments as s using (customer_id)
+        """,
+    )[0]
+    assert 0.03 <= share <= 0.25
+    assert revenue_share > share  # they bring more than their head count
+    chosen = query(
+        graph_warehouse,
+        "select space, algorithm, k, silhouette from ml.model_selection where is_chosen",
+    )
+    assert len(chosen) == 1 and 4 <= chosen[0][2] <= 12

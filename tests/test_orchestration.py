@@ -1,0 +1,206 @@
+"""The Dagster graph: definitions, real materialisations, write-back, sensor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, DagsterInstance, RunRequest, SkipReason, build_sensor_context
+
+from models_py.demo_data import write_demo_data
+from orchestration.ml_tables import SegmentationWrite, write_segmentation
+from orchestration.warehouse import connect
+from tests.conftest import query, scalar
+
+SMALL = {
+    "spaces": ["scaled", "pca"],
+    "algorithms": ["kmeans", "gmm", "ward"],
+    "k_max": 8,
+    "bootstrap_runs": 3,
+}
+
+
+def run_job(warehouse: Path, source: Path | None, segmentation: dict | None = None):
+    from orchestration.definitions import JOB_NAME, build_definitions
+
+    os.environ["INSIDERS_WAREHOUSE"] = str(warehouse)
+    job = build_definitions(str(warehouse)).resolve_job_def(JOB_NAME)
+    run_config = {
+        "ops": {
+            "raw_transactions": {"config": {"source": str(source) if source else ""}},
+            "customer_segmentation": {"config": segmentation or SMALL},
+        }
+    }
+    return job.execute_in_process(
+        run_config=run_config, instance=DagsterInstance.ephemeral(), raise_on_error=False
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_demo_data(
+        tmp_path_factory.mktemp("src"), customers=250, seed=3, layout="kaggle"
+    ).path
+
+
+@pytest.fixture(scope="module")
+def first_run(demo_source: Path, tmp_path_factory: pytest.TempPathFactory):
+    warehouse = tmp_path_factory.mktemp("wh") / "insiders.duckdb"
+    result = run_job(warehouse, demo_source)
+    assert result.success
+    return warehouse, result
+
+
+def test_definitions_hold_the_whole_graph():
+    from orchestration.definitions import JOB_NAME, defs
+
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert {
+        "raw/transactions",
+        "staging/stg_online_retail__transactions",
+        "marts/dim_customers",
+        "ml/customer_segments",
+        "ml/model_selection",
+        "ml/customer_embedding",
+    } <= keys
+    segments = graph.get(AssetKey(["ml", "customer_segments"]))
+    assert AssetKey(["marts", "dim_customers"]) in segments.parent_keys
+    staging = graph.get(AssetKey(["staging", "stg_online_retail__transactions"]))
+    assert AssetKey(["raw", "transactions"]) in staging.parent_keys
+    # dbt tests are asset checks.
+    checks = {c.name for c in graph.asset_check_keys}
+    assert "primary_key_dim_customers_customer_id" in checks
+    assert defs.resolve_job_def(JOB_NAME) is not None
+    assert defs.resolve_schedule_def("monthly_refresh").cron_schedule == "0 6 1 * *"
+
+
+def test_whole_graph_materialises_and_labels_every_customer(first_run):
+    warehouse, result = first_run
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"raw/transactions", "marts/dim_customers", "ml/customer_segments"} <= materialized
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks)
+    customers = scalar(warehouse, "select count(*) from marts.dim_customers")
+    assert customers > 100
+    assert (
+        scalar(
+            warehouse,
+            """
+        select count(*) from marts.dim_customers as d
+        left join (select customer_id, count(*) as n from ml.customer_segments group by 1) as s
+            using (customer_id)
+        where s.n is distinct from 1
+        """,
+        )
+        == 0
+    )
+    assert scalar(warehouse, "select count(*) from ml.customer_segments") == customers
+    assert scalar(warehouse, "select count(*) from ml.customer_embedding") == customers
+    assert scalar(warehouse, "select count(*) from ml.model_selection where is_chosen") == 1
+    assert (
+        scalar(
+            warehouse,
+            "select count(distinct cluster_id) from ml.customer_segments where is_insider",
+        )
+        == 1
+    )
+    meta = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }["ml/customer_segments"]
+    for key in (
+        "space",
+        "algorithm",
+        "k",
+        "silhouette",
+        "silhouette_features",
+        "stability_ari",
+        "clusters",
+        "insiders_share_of_customers",
+        "insiders_share_of_revenue",
+        "embedding_plot",
+    ):
+        assert key in meta, key
+    assert 0 < meta["insiders_share_of_customers"].value < 1
+
+
+def test_scoring_with_the_saved_model_keeps_the_labels(first_run, demo_source):
+    warehouse, _ = first_run
+    before = query(warehouse, "select customer_id, cluster_id from ml.customer_segments order by 1")
+    candidates = scalar(warehouse, "select count(*) from ml.model_selection")
+    result = run_job(warehouse, demo_source, {**SMALL, "refit": False})
+    assert result.success
+    after = query(warehouse, "select customer_id, cluster_id from ml.customer_segments order by 1")
+    assert after == before
+    assert scalar(warehouse, "select count(*) from ml.model_selection") == candidates
+    assert query(warehouse, "select refit from ml.segmentation_runs order by created_at") == [
+        (True,),
+        (False,),
+    ]
+
+
+def test_a_failed_clustering_run_leaves_the_previous_labels(first_run, demo_source):
+    warehouse, _ = first_run
+    before = query(warehouse, "select * from ml.customer_segments order by customer_id")
+    # No candidate can be eligible: K range 2-8, business range 20-25.
+    bad = {**SMALL, "business_k_min": 20, "business_k_max": 25}
+    result = run_job(warehouse, demo_source, bad)
+    assert not result.success
+    assert query(warehouse, "select * from ml.customer_segments order by customer_id") == before
+
+
+def test_write_back_is_one_transaction(first_run):
+    warehouse, _ = first_run
+    before = query(warehouse, "select * from ml.customer_segments order by customer_id")
+    runs = scalar(warehouse, "select count(*) from ml.segmentation_runs")
+    labels = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "cluster_id": [0, 1],
+            "cluster_name": ["Insiders", None],  # violates NOT NULL after the delete
+            "is_insider": [True, False],
+        }
+    )
+    write = SegmentationWrite(
+        run_id="broken",
+        as_of=pd.Timestamp("2011-12-10").date(),
+        model="test",
+        model_path=None,
+        refit=True,
+        labels=labels,
+        candidates=None,
+        embedding=pd.DataFrame({"customer_id": ["a", "b"], "x": [0.0, 1.0], "y": [0.0, 1.0]}),
+        centroids=pd.DataFrame({"cluster_id": [0, 1], "monetary": [1.0, 2.0]}),
+        config={},
+        chosen={},
+        stability_ari=None,
+    )
+    con = connect(warehouse)
+    try:
+        with pytest.raises(Exception, match="NOT NULL"):
+            write_segmentation(con, write)
+    finally:
+        con.close()
+    assert query(warehouse, "select * from ml.customer_segments order by customer_id") == before
+    assert scalar(warehouse, "select count(*) from ml.segmentation_runs") == runs
+
+
+def test_sensor_requests_a_run_when_files_appear_or_change(tmp_path, monkeypatch):
+    from orchestration.definitions import new_transaction_files
+
+    source = tmp_path / "drop"
+    source.mkdir()
+    monkeypatch.setenv("INSIDERS_SOURCE", str(source))
+    (source / "a.csv").write_text("x")
+    first = new_transaction_files(build_sensor_context())
+    assert isinstance(first, RunRequest)
+    context = build_sensor_context(cursor=first.run_key)
+    assert isinstance(new_transaction_files(context), SkipReason)
+    (source / "b.csv").write_text("y")
+    again = new_transaction_files(build_sensor_context(cursor=first.run_key))
+    assert isinstance(again, RunRequest) and again.run_key != first.run_key
+    monkeypatch.setenv("INSIDERS_SOURCE", str(tmp_path / "missing"))
+    assert isinstance(new_transaction_files(build_sensor_context()), SkipReason)
