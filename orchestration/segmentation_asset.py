@@ -107,23 +107,27 @@ def run_segmentation(
         clustering = segmenter.config or config.clustering_config()
 
     model_name = f"{chosen['algorithm']} k={chosen['k']} on {chosen['space']}"
-    write_segmentation(
-        connect(warehouse),
-        SegmentationWrite(
-            run_id=run_id,
-            as_of=as_of,
-            model=model_name,
-            model_path=str(model_path),
-            refit=config.refit,
-            labels=labels,
-            candidates=candidates,
-            embedding=embedding,
-            centroids=centroids,
-            config=clustering.to_dict(),
-            chosen=chosen,
-            stability_ari=stability,
-        ),
-    )
+    con = connect(warehouse)
+    try:
+        write_segmentation(
+            con,
+            SegmentationWrite(
+                run_id=run_id,
+                as_of=as_of,
+                model=model_name,
+                model_path=str(model_path),
+                refit=config.refit,
+                labels=labels,
+                candidates=candidates,
+                embedding=embedding,
+                centroids=centroids,
+                config=clustering.to_dict(),
+                chosen=chosen,
+                stability_ari=stability,
+            ),
+        )
+    finally:
+        con.close()
     return _metadata(
         labels, profile, embedding, chosen, stability, timings, model_name, as_of, model_path
     )
