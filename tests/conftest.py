@@ -36,6 +36,19 @@ def scalar(warehouse: Path, sql: str, params: list[Any] | None = None) -> Any:
     return query(warehouse, sql, params)[0][0]
 
 
+def customers_without_one_segment(warehouse: Path) -> int:
+    """Customers of marts.dim_customers with no segment, or with more than one."""
+    return scalar(
+        warehouse,
+        """
+        select count(*) from marts.dim_customers as d
+        left join (select customer_id, count(*) as n from ml.customer_segments group by 1) as s
+            using (customer_id)
+        where s.n is distinct from 1
+        """,
+    )
+
+
 @pytest.fixture
 def write_file(tmp_path: Path) -> Callable[..., Path]:
     """Write ``text`` (or bytes) to a file under tmp_path and return its path."""

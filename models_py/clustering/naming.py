@@ -72,22 +72,12 @@ def _labels_series(customers: pd.DataFrame, labels: Sequence[int] | np.ndarray) 
 
 def insider_cluster(customers: pd.DataFrame, labels: Sequence[int] | np.ndarray) -> int:
     """The cluster id with the highest mean monetary (ties: lowest mean recency, lowest id)."""
-    means = (
-        customers[["monetary", "recency_days"]]
-        .groupby(_labels_series(customers, labels))
-        .mean()
-        .reset_index()
-        .sort_values(
-            ["monetary", "recency_days", "cluster_id"],
-            ascending=[False, True, True],
-            kind="stable",
-        )
-    )
-    return int(means["cluster_id"].iloc[0])
+    return value_order(customers, labels)[0]
 
 
 def value_order(customers: pd.DataFrame, labels: Sequence[int] | np.ndarray) -> list[int]:
-    """Cluster ids from most to least valuable, by the same rule as :func:`insider_cluster`."""
+    """Cluster ids from most to least valuable: mean monetary descending, then mean
+    recency ascending, then id. The first one is the Insiders cluster."""
     means = (
         customers[["monetary", "recency_days"]]
         .groupby(_labels_series(customers, labels))

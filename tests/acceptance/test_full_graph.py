@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.cli import main
-from tests.conftest import SHARED_BY_DAY, query, scalar
+from tests.conftest import SHARED_BY_DAY, customers_without_one_segment, query, scalar
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +21,7 @@ def graph_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_customer_has_exactly_one_segment(graph_warehouse):
     customers = scalar(graph_warehouse, "select count(*) from marts.dim_customers")
     assert customers > 4000
-    assert (
-        scalar(
-            graph_warehouse,
-            """
-        select count(*) from marts.dim_customers as d
-        left join (select customer_id, count(*) as n from ml.customer_segments group by 1) as s
-            using (customer_id)
-        where s.n is distinct from 1
-        """,
-        )
-        == 0
-    )
+    assert customers_without_one_segment(graph_warehouse) == 0
 
 
 def test_insiders_are_a_small_valuable_group(graph_warehouse, capsys):
