@@ -43,7 +43,7 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def measure_once(data: Path, workdir: Path) -> dict[str, tuple[float, float]]:
-    warehouse = workdir / "insiders.duckdb"
+    warehouse = workdir / "warehouse.duckdb"
     env = dict(os.environ, INSIDERS_WAREHOUSE=str(warehouse))
     results = {}
     for name, args in (

@@ -23,7 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--warehouse",
         default=argparse.SUPPRESS,
-        help=f"DuckDB warehouse file (default: ${WAREHOUSE_ENV}, else warehouse/insiders.duckdb)",
+        help=(
+            f"DuckDB warehouse file (default: ${WAREHOUSE_ENV}, "
+            "else warehouse/insiders_warehouse.duckdb)"
+        ),
     )
     parser = argparse.ArgumentParser(
         prog="insiders",
@@ -121,10 +124,8 @@ def run_job(warehouse: Path, source: Path | None, as_of: date | None) -> int:
 
     job = build_definitions(str(warehouse)).resolve_job_def(JOB_NAME)
     run_config = {
-        "ops": {
-            "raw_transactions": {"config": {"source": str(source) if source else ""}},
-            "insiders_dbt_assets": {"config": {"as_of": as_of.isoformat() if as_of else ""}},
-        }
+        "ops": {"raw_transactions": {"config": {"source": str(source) if source else ""}}},
+        "resources": {"settings": {"config": {"as_of": as_of.isoformat() if as_of else ""}}},
     }
     instance = (
         DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
@@ -158,7 +159,11 @@ def run_job(warehouse: Path, source: Path | None, as_of: date | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    warehouse = resolve_warehouse(getattr(args, "warehouse", None))
+    try:
+        warehouse = resolve_warehouse(getattr(args, "warehouse", None))
+    except ValueError as exc:
+        print(f"insiders: error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "load":
         return _load(warehouse, args.paths)
     if args.command == "build":

@@ -43,7 +43,7 @@ from dagster_dbt import (
 )
 
 from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR
-from orchestration.resources import WarehouseResource
+from orchestration.resources import BuildSettings, WarehouseResource
 from orchestration.segmentation_asset import SegmentationConfig, run_segmentation
 from orchestration.warehouse import SOURCE_ENV, WAREHOUSE_ENV, discover_files, load_files
 
@@ -124,12 +124,6 @@ def raw_transactions(
 # --- dbt -----------------------------------------------------------------------------
 
 
-class DbtBuildConfig(Config):
-    """``as_of``: compute customer features as of this date (YYYY-MM-DD); default: latest."""
-
-    as_of: str = ""
-
-
 @dbt_assets(
     manifest=insiders_dbt_project.manifest_path,
     project=insiders_dbt_project,
@@ -139,13 +133,19 @@ def insiders_dbt_assets(
     context: AssetExecutionContext,
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
-    config: DbtBuildConfig,
+    settings: BuildSettings,
 ):
-    """``dbt build`` of the selected models, seeds and tests (tests become asset checks)."""
+    """``dbt build`` of the selected models, seeds and tests (tests become asset checks).
+
+    Dagster splits this op into several steps around the clustering (dbt -> Python ->
+    dbt). "buildable" indirect selection runs each test in the step where all its
+    parents exist, not in the first step that selects one of them.
+    """
     os.environ[WAREHOUSE_ENV] = warehouse.path  # the dbt profile reads it
+    os.environ["DBT_INDIRECT_SELECTION"] = "buildable"
     args = ["build"]
-    if config.as_of:
-        args += ["--vars", json.dumps({"as_of": config.as_of})]
+    if settings.as_of:
+        args += ["--vars", json.dumps({"as_of": settings.as_of})]
     yield from dbt.cli(args, context=context).stream()
 
 
@@ -233,6 +233,7 @@ def build_definitions(warehouse: str | None = None) -> Definitions:
         resources={
             "dbt": DbtCliResource(project_dir=insiders_dbt_project, dbt_executable=DBT_EXECUTABLE),
             "warehouse": WarehouseResource(path=str(resolve_warehouse(warehouse))),
+            "settings": BuildSettings(),
         },
         executor=in_process_executor,
     )

@@ -17,3 +17,14 @@ class WarehouseResource(ConfigurableResource):
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         return connect(Path(self.path), read_only=read_only)
+
+
+class BuildSettings(ConfigurableResource):
+    """Settings of the whole run, shared by every dbt step of it.
+
+    ``as_of`` (YYYY-MM-DD): compute customer features as of this date; empty: the day
+    after the last invoice. A resource, not op config, because Dagster may run the dbt
+    assets as several steps in one run, and they must all agree.
+    """
+
+    as_of: str = ""

@@ -29,7 +29,10 @@ from orchestration.ml_tables import ML_DDL
 
 WAREHOUSE_ENV = "INSIDERS_WAREHOUSE"
 SOURCE_ENV = "INSIDERS_SOURCE"  # default source of `insiders run` and the sensor
-DEFAULT_WAREHOUSE = Path("warehouse") / "insiders.duckdb"
+# Not "insiders.duckdb": DuckDB names the catalog after the file, and a catalog
+# "insiders" would make the schema reference insiders.members ambiguous.
+DEFAULT_WAREHOUSE = Path("warehouse") / "insiders_warehouse.duckdb"
+SCHEMAS = ("raw", "staging", "intermediate", "marts", "ml", "insiders", "main")
 _WORKERS = min(4, os.cpu_count() or 1)
 
 RAW_DDL = """
@@ -66,9 +69,19 @@ create table if not exists raw.loaded_files (
 
 
 def resolve_warehouse(path: str | os.PathLike[str] | None = None) -> Path:
-    """``--warehouse``, else ``$INSIDERS_WAREHOUSE``, else ``warehouse/insiders.duckdb``."""
-    chosen = path or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE
-    return Path(chosen).expanduser().resolve()
+    """``--warehouse``, else ``$INSIDERS_WAREHOUSE``, else the default file.
+
+    Refuses a file named like one of the warehouse's schemas (``insiders.duckdb``):
+    DuckDB would name its catalog ``insiders`` and ``insiders.members`` would become
+    ambiguous for every reader.
+    """
+    chosen = Path(path or os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE)
+    if chosen.stem.lower() in SCHEMAS:
+        raise ValueError(
+            f"{chosen}: a warehouse file may not be named like a schema "
+            f"({', '.join(SCHEMAS)}): DuckDB would make '{chosen.stem}.<table>' ambiguous"
+        )
+    return chosen.expanduser().resolve()
 
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:

@@ -66,7 +66,7 @@ def write_file(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Path:
-    return tmp_path / "wh" / "insiders.duckdb"
+    return tmp_path / "wh" / "warehouse.duckdb"
 
 
 def build(warehouse: Path, **variables: Any) -> None:
@@ -81,7 +81,7 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("demo")
     demo = write_demo_data(root / "data", customers=300, seed=7, layout="kaggle")
-    path = root / "insiders.duckdb"
+    path = root / "warehouse.duckdb"
     report = load_files(path, [demo.path])
     assert not report.failed
     build(path)

@@ -206,7 +206,7 @@ def test_the_three_layouts_give_the_same_customers(tmp_path):
 
 
 def test_run_without_data_uses_demo_data_and_says_so(tmp_path, capsys):
-    warehouse = tmp_path / "fresh" / "insiders.duckdb"
+    warehouse = tmp_path / "fresh" / "warehouse.duckdb"
     assert main(["run", "--warehouse", str(warehouse)]) == 0
     out = capsys.readouterr().out
     assert "SYNTHETIC demo data" in out

@@ -124,3 +124,8 @@ def test_warehouse_location_comes_from_env_when_not_given(
     monkeypatch.setenv("INSIDERS_WAREHOUSE", str(target))
     assert main(["load", str(write_file("day.csv", DAILY))]) == 0
     assert scalar(target, "select count(*) from raw.transactions") == 4
+
+
+def test_a_warehouse_named_like_a_schema_is_refused(tmp_path, capsys):
+    assert main(["build", "--warehouse", str(tmp_path / "insiders.duckdb")]) == 2
+    assert "may not be named like a schema" in capsys.readouterr().err

@@ -47,7 +47,7 @@ def demo_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(demo_source: Path, tmp_path_factory: pytest.TempPathFactory):
-    warehouse = tmp_path_factory.mktemp("wh") / "insiders.duckdb"
+    warehouse = tmp_path_factory.mktemp("wh") / "warehouse.duckdb"
     result = run_job(warehouse, demo_source)
     assert result.success
     return warehouse, result
@@ -80,7 +80,15 @@ def test_definitions_hold_the_whole_graph():
 def test_whole_graph_materialises_and_labels_every_customer(first_run):
     warehouse, result = first_run
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"raw/transactions", "marts/dim_customers", "ml/customer_segments"} <= materialized
+    assert {
+        "raw/transactions",
+        "marts/dim_customers",
+        "ml/customer_segments",
+        "insiders/members",
+        "insiders/kpis",
+        "insiders/cluster_profile",
+        "insiders/cluster_actions",
+    } <= materialized
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
     customers = scalar(warehouse, "select count(*) from marts.dim_customers")
@@ -89,6 +97,10 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
     assert scalar(warehouse, "select count(*) from ml.customer_segments") == customers
     assert scalar(warehouse, "select count(*) from ml.customer_embedding") == customers
     assert scalar(warehouse, "select count(*) from ml.model_selection where is_chosen") == 1
+    # dbt models downstream of the clustering ran after it, in the same run.
+    assert scalar(warehouse, "select count(*) from insiders.members") == scalar(
+        warehouse, "select count(*) from ml.customer_segments where is_insider"
+    )
     assert (
         scalar(
             warehouse,

@@ -66,7 +66,7 @@ def independent_customer_totals(as_of: date | None) -> tuple[int, float, float]:
 @pytest.fixture(scope="module")
 def full_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert SHARED_BY_DAY.is_dir(), f"acceptance data missing: {SHARED_BY_DAY}"
-    warehouse = tmp_path_factory.mktemp("full") / "insiders.duckdb"
+    warehouse = tmp_path_factory.mktemp("full") / "warehouse.duckdb"
     report = load_files(warehouse, [SHARED_BY_DAY])
     assert not report.failed, [str(e) for e in report.failed]
     assert len(report.loaded) == 305

@@ -1,0 +1,94 @@
+{#- Question 4, the revenue share: one row per as-of date of the current labels. -#}
+with
+
+segments as (
+
+    select * from {{ ref('stg_ml__customer_segments') }}
+
+),
+
+customers as (
+
+    select * from {{ ref('dim_customers') }}
+
+),
+
+transactions as (
+
+    select * from {{ ref('fct_transactions') }}
+
+),
+
+as_of as (
+
+    select max(as_of) as as_of from segments
+
+),
+
+store as (
+
+    select
+        sum(transactions.revenue) as store_revenue,
+        sum(transactions.quantity) filter (where not transactions.is_return) as store_items
+
+    from transactions
+    cross join as_of
+    where transactions.invoice_at < as_of.as_of
+
+),
+
+labelled as (
+
+    select
+        segments.is_insider,
+        customers.monetary,
+        customers.gross_revenue,
+        customers.frequency,
+        customers.purchased_items
+
+    from segments
+    inner join customers
+        on segments.customer_id = customers.customer_id
+
+),
+
+split as (
+
+    select
+        count(*) filter (where is_insider) as insiders,
+        count(*) as customers,
+        sum(monetary) filter (where is_insider) as insiders_revenue,
+        sum(monetary) as customer_revenue,
+        sum(purchased_items) filter (where is_insider) as insiders_items,
+        sum(gross_revenue) filter (where is_insider)
+        / sum(frequency) filter (where is_insider) as insiders_avg_ticket,
+        sum(gross_revenue) filter (where not is_insider)
+        / nullif(sum(frequency) filter (where not is_insider), 0) as others_avg_ticket
+
+    from labelled
+
+),
+
+final as (
+
+    select
+        as_of.as_of,
+        split.insiders,
+        split.customers,
+        split.insiders / split.customers as share_of_customers,
+        cast(split.insiders_revenue as decimal(18, 4)) as insiders_revenue,
+        cast(split.insiders_revenue / store.store_revenue as double) as share_of_all_revenue,
+        cast(split.insiders_revenue / split.customer_revenue as double)
+            as share_of_customer_revenue,
+        split.insiders_items / store.store_items as share_of_items,
+        cast(split.insiders_avg_ticket as double) as insiders_avg_ticket,
+        cast(split.others_avg_ticket as double) as others_avg_ticket
+
+    from split
+    cross join store
+    cross join as_of
+    where split.customers > 0
+
+)
+
+select * from final
