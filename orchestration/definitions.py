@@ -141,6 +141,9 @@ def insiders_dbt_assets(
     dbt). "buildable" indirect selection runs each test in the step where all its
     parents exist, not in the first step that selects one of them.
     """
+    # Dagster may run a dbt step (seeds) before the loader: make sure the file, its
+    # folder and the Python-owned source tables exist before dbt opens it.
+    warehouse.connect().close()
     os.environ[WAREHOUSE_ENV] = warehouse.path  # the dbt profile reads it
     os.environ["DBT_INDIRECT_SELECTION"] = "buildable"
     args = ["build"]
@@ -157,6 +160,7 @@ ML_TABLES = {
     "customer_segments": "One row per customer of marts.dim_customers: cluster and Insider flag.",
     "model_selection": "One row per candidate (space x algorithm x K) with its scores.",
     "customer_embedding": "2-D coordinates per customer, for plots.",
+    "eligibility_rules": "Readable entry rules (depth-3 tree on the features) with scores.",
 }
 
 

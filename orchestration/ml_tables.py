@@ -51,6 +51,17 @@ create table if not exists ml.customer_embedding (
     as_of date not null,
     run_id varchar not null
 );
+create table if not exists ml.eligibility_rules (
+    run_id varchar not null,
+    as_of date not null,
+    rule_id integer not null,
+    rule varchar not null,
+    conditions json not null,
+    customers bigint not null,
+    insiders bigint not null,
+    precision double not null,
+    recall double not null
+);
 create table if not exists ml.cluster_centroids (
     run_id varchar not null,
     as_of date not null,
@@ -93,6 +104,7 @@ class SegmentationWrite:
     config: dict[str, Any]
     chosen: dict[str, Any]
     stability_ari: float | None
+    rules: pd.DataFrame | None = None
 
 
 def read_customers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -143,6 +155,12 @@ def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite)
         ["run_id", "as_of", "cluster_id", "feature", "value"]
     ]
     frames = {"new_labels": labels, "new_embedding": embedding, "new_centroids": centroids}
+    if write.rules is not None:
+        frames["new_rules"] = write.rules.assign(
+            run_id=write.run_id,
+            as_of=write.as_of,
+            conditions=[json.dumps(c) for c in write.rules["conditions"]],
+        )
     if write.candidates is not None:
         frames["new_candidates"] = write.candidates.assign(run_id=write.run_id, as_of=write.as_of)
     for name, frame in frames.items():
@@ -162,6 +180,16 @@ def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite)
                     silhouette_features, davies_bouldin, calinski_harabasz,
                     min_cluster_share, eligible, chosen
                 from new_candidates
+                """
+            )
+        if write.rules is not None:
+            con.execute("delete from ml.eligibility_rules")
+            con.execute(
+                """
+                insert into ml.eligibility_rules
+                select run_id, as_of, rule_id, rule, conditions, customers, insiders,
+                    precision, recall
+                from new_rules
                 """
             )
         con.execute("insert into ml.cluster_centroids select * from new_centroids")

@@ -24,6 +24,7 @@ from models_py.clustering import (
     save_segmenter,
     score_with_model,
 )
+from models_py.eligibility import eligibility_rules
 from orchestration.ml_tables import (
     SegmentationWrite,
     latest_model_path,
@@ -107,6 +108,8 @@ def run_segmentation(
         clustering = segmenter.config or config.clustering_config()
 
     model_name = f"{chosen['algorithm']} k={chosen['k']} on {chosen['space']}"
+    labelled = customers.merge(labels[["customer_id", "is_insider"]], on="customer_id")
+    rules = eligibility_rules(labelled, labelled["is_insider"], seed=clustering.seed)
     con = connect(warehouse)
     try:
         write_segmentation(
@@ -124,13 +127,20 @@ def run_segmentation(
                 config=clustering.to_dict(),
                 chosen=chosen,
                 stability_ari=stability,
+                rules=rules,
             ),
         )
     finally:
         con.close()
-    return _metadata(
+    metadata = _metadata(
         labels, profile, embedding, chosen, stability, timings, model_name, as_of, model_path
     )
+    metadata["eligibility_rules"] = MetadataValue.md(
+        rules[["rule_id", "rule", "customers", "precision", "recall"]].to_markdown(
+            index=False, floatfmt=".3f"
+        )
+    )
+    return metadata
 
 
 def _metadata(

@@ -88,6 +88,7 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
         "insiders/kpis",
         "insiders/cluster_profile",
         "insiders/cluster_actions",
+        "insiders/eligibility_rules",
     } <= materialized
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
@@ -97,6 +98,8 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
     assert scalar(warehouse, "select count(*) from ml.customer_segments") == customers
     assert scalar(warehouse, "select count(*) from ml.customer_embedding") == customers
     assert scalar(warehouse, "select count(*) from ml.model_selection where is_chosen") == 1
+    rules = query(warehouse, "select precision, recall from insiders.eligibility_rules")
+    assert rules and all(0 <= p <= 1 and 0 < r <= 1 for p, r in rules)
     # dbt models downstream of the clustering ran after it, in the same run.
     assert scalar(warehouse, "select count(*) from insiders.members") == scalar(
         warehouse, "select count(*) from ml.customer_segments where is_insider"

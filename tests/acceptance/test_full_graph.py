@@ -13,7 +13,8 @@ from tests.conftest import SHARED_BY_DAY, customers_without_one_segment, query, 
 @pytest.fixture(scope="module")
 def graph_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert SHARED_BY_DAY.is_dir(), f"acceptance data missing: {SHARED_BY_DAY}"
-    warehouse = tmp_path_factory.mktemp("graph") / "warehouse.duckdb"
+    # A folder that does not exist yet: the first step to open it may be a dbt one.
+    warehouse = tmp_path_factory.mktemp("graph") / "new" / "warehouse.duckdb"
     assert main(["run", "--warehouse", str(warehouse), "--source", str(SHARED_BY_DAY)]) == 0
     return warehouse
 
