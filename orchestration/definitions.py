@@ -161,6 +161,7 @@ ML_TABLES = {
     "model_selection": "One row per candidate (space x algorithm x K) with its scores.",
     "customer_embedding": "2-D coordinates per customer, for plots.",
     "eligibility_rules": "Readable entry rules (depth-3 tree on the features) with scores.",
+    "group_evidence": "Insiders against the rest: bootstrap CI and Mann-Whitney per metric.",
 }
 
 

@@ -62,6 +62,21 @@ create table if not exists ml.eligibility_rules (
     precision double not null,
     recall double not null
 );
+create table if not exists ml.group_evidence (
+    run_id varchar not null,
+    as_of date not null,
+    metric varchar not null,
+    insiders bigint not null,
+    others bigint not null,
+    insiders_mean double not null,
+    others_mean double not null,
+    difference double not null,
+    ci_low double not null,
+    ci_high double not null,
+    confidence double not null,
+    mann_whitney_u double not null,
+    p_value double not null
+);
 create table if not exists ml.cluster_centroids (
     run_id varchar not null,
     as_of date not null,
@@ -105,6 +120,7 @@ class SegmentationWrite:
     chosen: dict[str, Any]
     stability_ari: float | None
     rules: pd.DataFrame | None = None
+    evidence: pd.DataFrame | None = None
 
 
 def read_customers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -161,6 +177,8 @@ def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite)
             as_of=write.as_of,
             conditions=[json.dumps(c) for c in write.rules["conditions"]],
         )
+    if write.evidence is not None:
+        frames["new_evidence"] = write.evidence.assign(run_id=write.run_id, as_of=write.as_of)
     if write.candidates is not None:
         frames["new_candidates"] = write.candidates.assign(run_id=write.run_id, as_of=write.as_of)
     for name, frame in frames.items():
@@ -190,6 +208,16 @@ def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite)
                 select run_id, as_of, rule_id, rule, conditions, customers, insiders,
                     precision, recall
                 from new_rules
+                """
+            )
+        if write.evidence is not None:
+            con.execute("delete from ml.group_evidence")
+            con.execute(
+                """
+                insert into ml.group_evidence
+                select run_id, as_of, metric, insiders, others, insiders_mean, others_mean,
+                    difference, ci_low, ci_high, confidence, mann_whitney_u, p_value
+                from new_evidence
                 """
             )
         con.execute("insert into ml.cluster_centroids select * from new_centroids")

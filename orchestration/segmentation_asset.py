@@ -25,6 +25,7 @@ from models_py.clustering import (
     score_with_model,
 )
 from models_py.eligibility import eligibility_rules
+from models_py.evidence import group_differences
 from orchestration.ml_tables import (
     SegmentationWrite,
     latest_model_path,
@@ -110,6 +111,7 @@ def run_segmentation(
     model_name = f"{chosen['algorithm']} k={chosen['k']} on {chosen['space']}"
     labelled = customers.merge(labels[["customer_id", "is_insider"]], on="customer_id")
     rules = eligibility_rules(labelled, labelled["is_insider"], seed=clustering.seed)
+    evidence = group_differences(labelled, labelled["is_insider"], seed=clustering.seed)
     con = connect(warehouse)
     try:
         write_segmentation(
@@ -128,6 +130,7 @@ def run_segmentation(
                 chosen=chosen,
                 stability_ari=stability,
                 rules=rules,
+                evidence=evidence,
             ),
         )
     finally:

@@ -89,6 +89,7 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
         "insiders/cluster_profile",
         "insiders/cluster_actions",
         "insiders/eligibility_rules",
+        "insiders/evidence",
     } <= materialized
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
@@ -100,6 +101,9 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
     assert scalar(warehouse, "select count(*) from ml.model_selection where is_chosen") == 1
     rules = query(warehouse, "select precision, recall from insiders.eligibility_rules")
     assert rules and all(0 <= p <= 1 and 0 < r <= 1 for p, r in rules)
+    evidence = query(warehouse, "select metric, difference, ci_low, ci_high from insiders.evidence")
+    assert {m for m, *_ in evidence} == {"monetary", "frequency"}
+    assert all(low <= diff <= high for _, diff, low, high in evidence)
     # dbt models downstream of the clustering ran after it, in the same run.
     assert scalar(warehouse, "select count(*) from insiders.members") == scalar(
         warehouse, "select count(*) from ml.customer_segments where is_insider"

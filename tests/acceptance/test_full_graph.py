@@ -41,3 +41,12 @@ def test_insiders_are_a_small_valuable_group(graph_warehouse, capsys):
         "select space, algorithm, k, silhouette from ml.model_selection where is_chosen",
     )
     assert len(chosen) == 1 and 4 <= chosen[0][2] <= 12
+
+
+def test_the_insiders_spend_significantly_more(graph_warehouse):
+    rows = query(
+        graph_warehouse,
+        "select metric, ci_low, p_value, is_significantly_higher from insiders.evidence",
+    )
+    assert {r[0] for r in rows} == {"monetary", "frequency"}
+    assert all(r[1] > 0 and r[2] < 0.05 and r[3] for r in rows)
