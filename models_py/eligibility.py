@@ -17,17 +17,10 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
-RULE_FEATURES: tuple[str, ...] = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_ticket",
-    "avg_basket_size",
-    "distinct_products",
-    "return_rate",
-    "purchase_rate",
-    "tenure_days",
-)
+from models_py.clustering.config import DEFAULT_FEATURES
+
+# The clustering's own features: the rules explain its decision in its own terms.
+RULE_FEATURES: tuple[str, ...] = DEFAULT_FEATURES
 
 RULE_COLUMNS: tuple[str, ...] = (
     "rule_id",

@@ -156,71 +156,46 @@ def latest_model_path(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite) -> None:
-    """Replace the current labels, candidates and embedding in one transaction."""
-    labels = write.labels.assign(as_of=write.as_of, run_id=write.run_id, model=write.model)[
-        ["customer_id", "cluster_id", "cluster_name", "is_insider", "as_of", "run_id", "model"]
-    ]
-    embedding = write.embedding.merge(
-        write.labels[["customer_id", "cluster_id"]], on="customer_id", how="left"
-    ).assign(as_of=write.as_of, run_id=write.run_id)[
-        ["customer_id", "x", "y", "cluster_id", "as_of", "run_id"]
-    ]
+    """Replace the current run's tables and append to the history, in one transaction."""
+    stamp = {"run_id": write.run_id, "as_of": write.as_of}
+    labels = write.labels.assign(model=write.model, **stamp)
+    # Current-run tables: replaced whole. None means "this run has none: keep the old".
+    replaced: dict[str, pd.DataFrame | None] = {
+        "customer_segments": labels,
+        "customer_embedding": write.embedding.merge(
+            write.labels[["customer_id", "cluster_id"]], on="customer_id", how="left"
+        ).assign(**stamp),
+        "model_selection": None
+        if write.candidates is None
+        else write.candidates.rename(
+            columns={
+                "min_cluster_share": "smallest_cluster_share",
+                "eligible": "is_eligible",
+                "chosen": "is_chosen",
+            }
+        ).assign(**stamp),
+        "eligibility_rules": None
+        if write.rules is None
+        else write.rules.assign(
+            conditions=[json.dumps(c) for c in write.rules["conditions"]], **stamp
+        ),
+        "group_evidence": None if write.evidence is None else write.evidence.assign(**stamp),
+    }
     centroids = write.centroids.melt(
         id_vars="cluster_id", var_name="feature", value_name="value"
-    ).assign(run_id=write.run_id, as_of=write.as_of)[
-        ["run_id", "as_of", "cluster_id", "feature", "value"]
-    ]
-    frames = {"new_labels": labels, "new_embedding": embedding, "new_centroids": centroids}
-    if write.rules is not None:
-        frames["new_rules"] = write.rules.assign(
-            run_id=write.run_id,
-            as_of=write.as_of,
-            conditions=[json.dumps(c) for c in write.rules["conditions"]],
-        )
-    if write.evidence is not None:
-        frames["new_evidence"] = write.evidence.assign(run_id=write.run_id, as_of=write.as_of)
-    if write.candidates is not None:
-        frames["new_candidates"] = write.candidates.assign(run_id=write.run_id, as_of=write.as_of)
+    ).assign(**stamp)
+    frames = {f"new_{t}": f for t, f in replaced.items() if f is not None}
+    frames["new_cluster_centroids"] = centroids
     for name, frame in frames.items():
-        con.register(name, frame)
+        columns = [d[0] for d in con.execute(f"select * from ml.{name[4:]} limit 0").description]
+        con.register(name, frame[columns])
     con.execute("begin transaction")
     try:
-        con.execute("delete from ml.customer_segments")
-        con.execute("insert into ml.customer_segments select * from new_labels")
-        con.execute("delete from ml.customer_embedding")
-        con.execute("insert into ml.customer_embedding select * from new_embedding")
-        if write.candidates is not None:
-            con.execute("delete from ml.model_selection")
-            con.execute(
-                """
-                insert into ml.model_selection
-                select run_id, as_of, space, algorithm, k_requested, k, silhouette,
-                    silhouette_features, davies_bouldin, calinski_harabasz,
-                    min_cluster_share, eligible, chosen
-                from new_candidates
-                """
-            )
-        if write.rules is not None:
-            con.execute("delete from ml.eligibility_rules")
-            con.execute(
-                """
-                insert into ml.eligibility_rules
-                select run_id, as_of, rule_id, rule, conditions, customers, insiders,
-                    precision, recall
-                from new_rules
-                """
-            )
-        if write.evidence is not None:
-            con.execute("delete from ml.group_evidence")
-            con.execute(
-                """
-                insert into ml.group_evidence
-                select run_id, as_of, metric, insiders, others, insiders_mean, others_mean,
-                    difference, ci_low, ci_high, confidence, mann_whitney_u, p_value
-                from new_evidence
-                """
-            )
-        con.execute("insert into ml.cluster_centroids select * from new_centroids")
+        for table, frame in replaced.items():
+            if frame is not None:
+                con.execute(f"delete from ml.{table}")
+                con.execute(f"insert into ml.{table} select * from new_{table}")
+        con.execute("insert into ml.cluster_centroids select * from new_cluster_centroids")
         con.execute(
             "insert into ml.segmentation_runs values "
             "(?, ?, current_localtimestamp(), ?, ?, ?, ?, ?, ?, ?, ?)",
