@@ -25,6 +25,7 @@ from dagster import (
     Definitions,
     Failure,
     MaterializeResult,
+    MetadataValue,
     RunRequest,
     ScheduleDefinition,
     SensorEvaluationContext,
@@ -43,6 +44,7 @@ from dagster_dbt import (
 )
 
 from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR
+from orchestration.insiders_steps import evaluate_membership, run_backtest, run_forecast
 from orchestration.resources import BuildSettings, WarehouseResource
 from orchestration.segmentation_asset import SegmentationConfig, run_segmentation
 from orchestration.warehouse import SOURCE_ENV, WAREHOUSE_ENV, discover_files, load_files
@@ -183,6 +185,119 @@ def customer_segmentation(
         yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=metadata)
 
 
+# --- downstream of the clustering: membership over time, backtest, forecast ----------
+
+CUSTOMER_SEGMENTS = AssetKey(["ml", "customer_segments"])
+
+
+def _models(*names: str) -> list[AssetKey]:
+    return [get_asset_key_for_model([insiders_dbt_assets], name) for name in names]
+
+
+@multi_asset(
+    name="membership_evaluations",
+    specs=[
+        AssetSpec(
+            AssetKey(["ml", "membership_evaluations"]),
+            description="Every customer at every monthly re-evaluation date, scored with the "
+            "current model: the input of the membership ledger.",
+            group_name="ml",
+            deps=[
+                CUSTOMER_SEGMENTS,
+                *_models("int_customer_features__evaluations", "int_evaluation_dates"),
+            ],
+        )
+    ],
+)
+def membership_evaluations(context: AssetExecutionContext, warehouse: WarehouseResource):
+    """Replay the current Insiders rule at each monthly re-evaluation date."""
+    metadata = evaluate_membership(Path(warehouse.path), context.log)
+    yield MaterializeResult(
+        asset_key=AssetKey(["ml", "membership_evaluations"]),
+        metadata={
+            **{k: v for k, v in metadata.items() if k != "qualifying_per_date"},
+            "qualifying_per_date": MetadataValue.json(metadata["qualifying_per_date"]),
+        },
+    )
+
+
+class BacktestConfig(Config):
+    """Random groups drawn for the baseline, and the seed of the draws."""
+
+    random_groups: int = 1000
+    seed: int = 42
+
+
+@multi_asset(
+    name="insiders_backtest",
+    specs=[
+        AssetSpec(
+            AssetKey(["ml", table]),
+            description=text,
+            group_name="ml",
+            deps=[
+                CUSTOMER_SEGMENTS,
+                *_models(
+                    "int_customer_features__evaluations",
+                    "int_evaluation_dates",
+                    "int_customer_purchase_histories",
+                ),
+            ],
+        )
+        for table, text in {
+            "backtest_groups": "Share of the revenue after the cut-off of the Insiders chosen "
+            "before it, of random groups and of the top customers by past monetary.",
+            "backtest_members": "The Insiders chosen at the cut-off (the model refitted on the "
+            "data before it).",
+        }.items()
+    ],
+)
+def insiders_backtest(
+    context: AssetExecutionContext, config: BacktestConfig, warehouse: WarehouseResource
+):
+    """Time backtest of the Insiders against random and top-monetary groups."""
+    metadata = run_backtest(Path(warehouse.path), config.random_groups, config.seed, context.log)
+    for table in ("backtest_groups", "backtest_members"):
+        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=metadata)
+
+
+class ForecastConfig(Config):
+    """Confidence of the forecast interval, and the seed of the fits and bootstrap."""
+
+    confidence: float = 0.9
+    seed: int = 42
+
+
+@multi_asset(
+    name="revenue_forecast",
+    specs=[
+        AssetSpec(
+            AssetKey(["ml", table]),
+            description=text,
+            group_name="ml",
+            deps=[
+                CUSTOMER_SEGMENTS,
+                AssetKey(["ml", "backtest_members"]),
+                *_models("int_customer_purchase_histories"),
+            ],
+        )
+        for table, text in {
+            "customer_forecast": "Per customer: probability alive, expected purchases, spend "
+            "and revenue over the horizon (BG/NBD + Gamma-Gamma, pymc-marketing).",
+            "revenue_forecast": "Expected revenue per group with an interval, and the "
+            "backtest's predicted against actual revenue.",
+        }.items()
+    ],
+)
+def revenue_forecast(
+    context: AssetExecutionContext, config: ForecastConfig, warehouse: WarehouseResource
+):
+    """Expected revenue over the next months, backtested."""
+    metadata = run_forecast(Path(warehouse.path), config.confidence, config.seed, context.log)
+    for table in ("customer_forecast", "revenue_forecast"):
+        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=metadata)
+
+
 # --- jobs, schedule, sensor ----------------------------------------------------------
 
 insiders_job = define_asset_job(
@@ -231,7 +346,14 @@ def build_definitions(warehouse: str | None = None) -> Definitions:
     from orchestration.warehouse import resolve_warehouse
 
     return Definitions(
-        assets=[raw_transactions, insiders_dbt_assets, customer_segmentation],
+        assets=[
+            raw_transactions,
+            insiders_dbt_assets,
+            customer_segmentation,
+            membership_evaluations,
+            insiders_backtest,
+            revenue_forecast,
+        ],
         jobs=[insiders_job],
         schedules=[monthly_refresh],
         sensors=[new_transaction_files],

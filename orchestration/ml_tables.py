@@ -10,6 +10,7 @@ are kept as history; centroids let the next run give clusters the same ids.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -76,6 +77,66 @@ create table if not exists ml.group_evidence (
     confidence double not null,
     mann_whitney_u double not null,
     p_value double not null
+);
+create table if not exists ml.membership_evaluations (
+    customer_id varchar not null,
+    evaluation_date date not null,
+    cluster_id integer not null,
+    cluster_name varchar not null,
+    is_insider boolean not null,
+    as_of date not null,
+    run_id varchar not null
+);
+create table if not exists ml.backtest_groups (
+    run_id varchar not null,
+    as_of date not null,
+    cutoff_date date not null,
+    holdout_end date not null,
+    model varchar not null,
+    customer_group varchar not null,
+    customers bigint not null,
+    holdout_revenue double not null,
+    share_of_holdout_revenue double not null,
+    share_ci_low double,
+    share_ci_high double,
+    random_groups_at_least_as_good double
+);
+create table if not exists ml.backtest_members (
+    run_id varchar not null,
+    as_of date not null,
+    cutoff_date date not null,
+    customer_id varchar not null
+);
+create table if not exists ml.customer_forecast (
+    customer_id varchar not null,
+    probability_alive double not null,
+    expected_purchases double not null,
+    expected_spend double not null,
+    expected_revenue double not null,
+    forecast_start date not null,
+    forecast_end date not null,
+    as_of date not null,
+    run_id varchar not null
+);
+create table if not exists ml.revenue_forecast (
+    run_id varchar not null,
+    as_of date not null,
+    period varchar not null,
+    customer_group varchar not null,
+    customers bigint not null,
+    period_start date not null,
+    period_end date not null,
+    horizon_days integer not null,
+    expected_revenue double not null,
+    lower_bound double,
+    upper_bound double,
+    confidence double,
+    interval_method varchar,
+    actual_revenue double,
+    error double,
+    relative_error double,
+    absolute_percentage_error double,
+    parameters json
 );
 create table if not exists ml.cluster_centroids (
     run_id varchar not null,
@@ -184,38 +245,62 @@ def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite)
     centroids = write.centroids.melt(
         id_vars="cluster_id", var_name="feature", value_name="value"
     ).assign(**stamp)
-    frames = {f"new_{t}": f for t, f in replaced.items() if f is not None}
-    frames["new_cluster_centroids"] = centroids
-    for name, frame in frames.items():
-        columns = [d[0] for d in con.execute(f"select * from ml.{name[4:]} limit 0").description]
-        con.register(name, frame[columns])
-    con.execute("begin transaction")
+    run_row = pd.DataFrame(
+        [
+            {
+                "run_id": write.run_id,
+                "as_of": write.as_of,
+                "created_at": pd.Timestamp.now(),
+                "model": write.model,
+                "model_path": write.model_path,
+                "refit": write.refit,
+                "config": json.dumps(write.config, default=str),
+                "chosen": json.dumps(write.chosen, default=str),
+                "stability_ari": write.stability_ari,
+                "customers": len(labels),
+                "insiders": int(labels["is_insider"].sum()),
+            }
+        ]
+    )
+    write_tables(
+        con,
+        replace=replaced,
+        append={"cluster_centroids": centroids, "segmentation_runs": run_row},
+    )
+
+
+def write_tables(
+    con: duckdb.DuckDBPyConnection,
+    replace: Mapping[str, pd.DataFrame | None],
+    append: Mapping[str, pd.DataFrame] | None = None,
+) -> None:
+    """In ONE transaction: replace whole ``ml`` tables and append rows to others.
+
+    A frame's columns are taken in the table's order (extra columns are ignored, a
+    missing one fails before anything is written); ``None`` keeps a table as it is.
+    Readers see the old tables or the new ones; a failure leaves the old ones.
+    """
+    plan = [(t, f, True) for t, f in replace.items() if f is not None]
+    plan += [(t, f, False) for t, f in (append or {}).items()]
+    registered = []
     try:
-        for table, frame in replaced.items():
-            if frame is not None:
-                con.execute(f"delete from ml.{table}")
+        for table, frame, _ in plan:
+            columns = [d[0] for d in con.execute(f"select * from ml.{table} limit 0").description]
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise ValueError(f"ml.{table}: the new rows lack {', '.join(missing)}")
+            con.register(f"new_{table}", frame[columns])
+            registered.append(f"new_{table}")
+        con.execute("begin transaction")
+        try:
+            for table, _, whole in plan:
+                if whole:
+                    con.execute(f"delete from ml.{table}")
                 con.execute(f"insert into ml.{table} select * from new_{table}")
-        con.execute("insert into ml.cluster_centroids select * from new_cluster_centroids")
-        con.execute(
-            "insert into ml.segmentation_runs values "
-            "(?, ?, current_localtimestamp(), ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                write.run_id,
-                write.as_of,
-                write.model,
-                write.model_path,
-                write.refit,
-                json.dumps(write.config, default=str),
-                json.dumps(write.chosen, default=str),
-                write.stability_ari,
-                len(labels),
-                int(labels["is_insider"].sum()),
-            ],
-        )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
     finally:
-        for name in frames:
+        for name in registered:
             con.unregister(name)

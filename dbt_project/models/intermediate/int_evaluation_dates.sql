@@ -1,0 +1,70 @@
+{#- The Insiders' re-evaluation calendar: as_of, then one month earlier each step,
+    down to the first month with a purchase. cycles_before_as_of = 0 is the current
+    evaluation; the one var('forecast_horizon_months') cycles back is the backtests'
+    cut-off. -#}
+with
+
+lines as (
+
+    select * from {{ ref('int_transaction_lines__rules_applied') }}
+
+),
+
+as_of as (
+
+    select {{ as_of_date() }} as as_of
+
+),
+
+first_purchase as (
+
+    select cast(min(invoice_at) as date) as first_purchase_date
+    from lines
+    where
+        exclusion_rule is null
+        and customer_id is not null
+        and not is_return
+
+),
+
+cycles as (
+
+    select
+        as_of.as_of,
+        first_purchase.first_purchase_date,
+        unnest(
+            generate_series(
+                0, greatest(date_diff('month', first_purchase.first_purchase_date, as_of.as_of), 0)
+            )
+        ) as cycles_before_as_of
+
+    from as_of
+    cross join first_purchase
+
+),
+
+dated as (
+
+    select
+        cycles_before_as_of,
+        first_purchase_date,
+        cast(as_of - to_months(cast(cycles_before_as_of as integer)) as date) as evaluation_date
+
+    from cycles
+
+),
+
+final as (
+
+    select
+        evaluation_date,
+        cast(cycles_before_as_of as integer) as cycles_before_as_of,
+        cycles_before_as_of = 0 as is_current,
+        cycles_before_as_of = {{ var('forecast_horizon_months') }} as is_backtest_cutoff
+
+    from dated
+    where evaluation_date > first_purchase_date
+
+)
+
+select * from final

@@ -1,0 +1,22 @@
+{#- Every customer the latest run labels an Insider holds a current membership in the
+    ledger (the ledger may hold more: members in their grace period). -#}
+with
+
+segments as (
+
+    select * from {{ ref('stg_ml__customer_segments') }}
+
+),
+
+history as (
+
+    select * from {{ ref('membership_history') }}
+
+)
+
+select segments.customer_id
+
+from segments
+left join history
+    on segments.customer_id = history.customer_id and history.is_current
+where segments.is_insider and history.customer_id is null
