@@ -43,8 +43,10 @@ from dagster_dbt import (
     get_asset_key_for_model,
 )
 
+from models_py.report import REPORT_TABLES
 from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR
 from orchestration.insiders_steps import evaluate_membership, run_backtest, run_forecast
+from orchestration.report_asset import write_report
 from orchestration.resources import BuildSettings, WarehouseResource
 from orchestration.segmentation_asset import SegmentationConfig, run_segmentation
 from orchestration.warehouse import SOURCE_ENV, WAREHOUSE_ENV, discover_files, load_files
@@ -298,6 +300,39 @@ def revenue_forecast(
         yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=metadata)
 
 
+# --- the report ---------------------------------------------------------------------
+
+
+@multi_asset(
+    name="insiders_report",
+    specs=[
+        AssetSpec(
+            AssetKey(["insiders", "report"]),
+            description="The nine questions answered in plain words, with figures and charts "
+            "(HTML and Markdown beside the warehouse, in reports/).",
+            group_name="insiders",
+            deps=[
+                *_models(*(t for t in REPORT_TABLES if t != "customer_embedding")),
+                AssetKey(["ml", "customer_embedding"]),
+            ],
+        )
+    ],
+)
+def insiders_report(context: AssetExecutionContext, warehouse: WarehouseResource):
+    """Write the report and show it in the asset's metadata."""
+    paths, report = write_report(Path(warehouse.path))
+    context.log.info(f"report written to {paths['html']}")
+    yield MaterializeResult(
+        asset_key=AssetKey(["insiders", "report"]),
+        metadata={
+            "report": MetadataValue.md(report.markdown_inline),
+            "html": MetadataValue.path(str(paths["html"])),
+            "markdown": MetadataValue.path(str(paths["markdown"])),
+            "questions_answered": len(report.answers),
+        },
+    )
+
+
 # --- jobs, schedule, sensor ----------------------------------------------------------
 
 insiders_job = define_asset_job(
@@ -353,6 +388,7 @@ def build_definitions(warehouse: str | None = None) -> Definitions:
             membership_evaluations,
             insiders_backtest,
             revenue_forecast,
+            insiders_report,
         ],
         jobs=[insiders_job],
         schedules=[monthly_refresh],

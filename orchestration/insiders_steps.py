@@ -274,7 +274,12 @@ def run_forecast(
         if column not in summary:
             summary[column] = None
     _write(warehouse, replace={"customer_forecast": customers, "revenue_forecast": summary})
-    log.info(f"forecast {start} to {end}: {summary.to_dict('records')}")
+    log.info(
+        f"forecast {start:%Y-%m-%d} to {end:%Y-%m-%d}: "
+        + ", ".join(
+            f"{r.period} {r.customer_group} {r.expected_revenue:,.0f}" for r in summary.itertuples()
+        )
+    )
     insiders_row = summary[
         (summary["period"] == "forecast") & (summary["customer_group"] == "insiders")
     ].iloc[0]

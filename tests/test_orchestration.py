@@ -90,6 +90,15 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
         "insiders/cluster_actions",
         "insiders/eligibility_rules",
         "insiders/evidence",
+        "ml/membership_evaluations",
+        "ml/backtest_groups",
+        "ml/customer_forecast",
+        "ml/revenue_forecast",
+        "insiders/membership_history",
+        "insiders/membership_movement",
+        "insiders/revenue_forecast",
+        "insiders/customer_forecast",
+        "insiders/report",
     } <= materialized
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
@@ -133,6 +142,30 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
     ):
         assert key in meta, key
     assert 0 < meta["insiders_share_of_customers"].value < 1
+    report = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }["insiders/report"]
+    assert report["questions_answered"].value == 9
+    assert "## 8. What guarantees they are better than the rest?" in report["report"].value
+    assert Path(report["html"].value).is_file()
+
+
+def test_the_graph_runs_python_steps_after_the_dbt_models_they_read():
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+
+    def parents(*path: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(AssetKey(list(path))).parent_keys}
+
+    assert {
+        "ml/customer_segments",
+        "intermediate/int_customer_features__evaluations",
+    } <= parents("ml", "membership_evaluations")
+    assert "ml/backtest_members" in parents("ml", "revenue_forecast")
+    assert "ml/membership_evaluations" in parents("staging", "stg_ml__membership_evaluations")
+    assert "insiders/revenue_forecast" in parents("insiders", "report")
 
 
 def test_scoring_with_the_saved_model_keeps_the_labels(first_run, demo_source):
