@@ -196,42 +196,31 @@ def _models(*names: str) -> list[AssetKey]:
     return [get_asset_key_for_model([insiders_dbt_assets], name) for name in names]
 
 
-@multi_asset(
-    name="membership_evaluations",
-    specs=[
-        AssetSpec(
-            AssetKey(["ml", "membership_evaluations"]),
-            description="Every customer at every monthly re-evaluation date, scored with the "
-            "current model: the input of the membership ledger.",
-            group_name="ml",
-            deps=[
-                CUSTOMER_SEGMENTS,
-                *_models("int_customer_features__evaluations", "int_evaluation_dates"),
-            ],
-        )
-    ],
-)
-def membership_evaluations(context: AssetExecutionContext, warehouse: WarehouseResource):
-    """Replay the current Insiders rule at each monthly re-evaluation date."""
-    metadata = evaluate_membership(Path(warehouse.path), context.log)
-    yield MaterializeResult(
-        asset_key=AssetKey(["ml", "membership_evaluations"]),
-        metadata={
-            **{k: v for k, v in metadata.items() if k != "qualifying_per_date"},
-            "qualifying_per_date": MetadataValue.json(metadata["qualifying_per_date"]),
-        },
-    )
+ANALYTICS_TABLES = {
+    "membership_evaluations": "Every customer at every monthly re-evaluation date, scored with "
+    "the current model: the input of the membership ledger.",
+    "backtest_groups": "Share of the revenue after the cut-off of the Insiders chosen before "
+    "it, of random groups and of the top customers by past monetary.",
+    "backtest_members": "The Insiders chosen at the cut-off (the model refitted on the data "
+    "before it).",
+    "customer_forecast": "Per customer: probability alive, expected purchases, spend and "
+    "revenue over the horizon (BG/NBD + Gamma-Gamma, pymc-marketing).",
+    "revenue_forecast": "Expected revenue per group with an interval, and the backtest's "
+    "predicted against actual revenue.",
+}
 
 
-class BacktestConfig(Config):
-    """Random groups drawn for the baseline, and the seed of the draws."""
+class AnalyticsConfig(Config):
+    """Random groups drawn for the backtest's baseline, the forecast interval's
+    confidence, and the seed of every draw and fit."""
 
     random_groups: int = 1000
+    confidence: float = 0.9
     seed: int = 42
 
 
 @multi_asset(
-    name="insiders_backtest",
+    name="insiders_analytics",
     specs=[
         AssetSpec(
             AssetKey(["ml", table]),
@@ -246,58 +235,32 @@ class BacktestConfig(Config):
                 ),
             ],
         )
-        for table, text in {
-            "backtest_groups": "Share of the revenue after the cut-off of the Insiders chosen "
-            "before it, of random groups and of the top customers by past monetary.",
-            "backtest_members": "The Insiders chosen at the cut-off (the model refitted on the "
-            "data before it).",
-        }.items()
+        for table, text in ANALYTICS_TABLES.items()
     ],
 )
-def insiders_backtest(
-    context: AssetExecutionContext, config: BacktestConfig, warehouse: WarehouseResource
+def insiders_analytics(
+    context: AssetExecutionContext, config: AnalyticsConfig, warehouse: WarehouseResource
 ):
-    """Time backtest of the Insiders against random and top-monetary groups."""
-    metadata = run_backtest(Path(warehouse.path), config.random_groups, config.seed, context.log)
+    """Membership at every monthly re-evaluation, the time backtest, the revenue forecast.
+
+    One step for the three (each writes its own tables in its own transaction): dbt then
+    builds every mart over them in one step, instead of one dbt step after each.
+    """
+    path = Path(warehouse.path)
+    membership = evaluate_membership(path, context.log)
+    yield MaterializeResult(
+        asset_key=AssetKey(["ml", "membership_evaluations"]),
+        metadata={
+            **{k: v for k, v in membership.items() if k != "qualifying_per_date"},
+            "qualifying_per_date": MetadataValue.json(membership["qualifying_per_date"]),
+        },
+    )
+    backtest = run_backtest(path, config.random_groups, config.seed, context.log)
     for table in ("backtest_groups", "backtest_members"):
-        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=metadata)
-
-
-class ForecastConfig(Config):
-    """Confidence of the forecast interval, and the seed of the fits and bootstrap."""
-
-    confidence: float = 0.9
-    seed: int = 42
-
-
-@multi_asset(
-    name="revenue_forecast",
-    specs=[
-        AssetSpec(
-            AssetKey(["ml", table]),
-            description=text,
-            group_name="ml",
-            deps=[
-                CUSTOMER_SEGMENTS,
-                AssetKey(["ml", "backtest_members"]),
-                *_models("int_customer_purchase_histories"),
-            ],
-        )
-        for table, text in {
-            "customer_forecast": "Per customer: probability alive, expected purchases, spend "
-            "and revenue over the horizon (BG/NBD + Gamma-Gamma, pymc-marketing).",
-            "revenue_forecast": "Expected revenue per group with an interval, and the "
-            "backtest's predicted against actual revenue.",
-        }.items()
-    ],
-)
-def revenue_forecast(
-    context: AssetExecutionContext, config: ForecastConfig, warehouse: WarehouseResource
-):
-    """Expected revenue over the next months, backtested."""
-    metadata = run_forecast(Path(warehouse.path), config.confidence, config.seed, context.log)
+        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=backtest)
+    forecast = run_forecast(path, config.confidence, config.seed, context.log)
     for table in ("customer_forecast", "revenue_forecast"):
-        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=metadata)
+        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=forecast)
 
 
 # --- the report ---------------------------------------------------------------------
@@ -385,9 +348,7 @@ def build_definitions(warehouse: str | None = None) -> Definitions:
             raw_transactions,
             insiders_dbt_assets,
             customer_segmentation,
-            membership_evaluations,
-            insiders_backtest,
-            revenue_forecast,
+            insiders_analytics,
             insiders_report,
         ],
         jobs=[insiders_job],

@@ -110,7 +110,11 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
     assert scalar(warehouse, "select count(*) from ml.model_selection where is_chosen") == 1
     rules = query(warehouse, "select precision, recall from insiders.eligibility_rules")
     assert rules and all(0 <= p <= 1 and 0 < r <= 1 for p, r in rules)
-    evidence = query(warehouse, "select metric, difference, ci_low, ci_high from insiders.evidence")
+    evidence = query(
+        warehouse,
+        "select metric, difference, ci_low, ci_high from insiders.evidence "
+        "where evidence_kind = 'insiders_vs_rest'",
+    )
     assert {m for m, *_ in evidence} == {"monetary", "frequency"}
     assert all(low <= diff <= high for _, diff, low, high in evidence)
     # dbt models downstream of the clustering ran after it, in the same run.
@@ -163,7 +167,7 @@ def test_the_graph_runs_python_steps_after_the_dbt_models_they_read():
         "ml/customer_segments",
         "intermediate/int_customer_features__evaluations",
     } <= parents("ml", "membership_evaluations")
-    assert "ml/backtest_members" in parents("ml", "revenue_forecast")
+    assert "intermediate/int_customer_purchase_histories" in parents("ml", "revenue_forecast")
     assert "ml/membership_evaluations" in parents("staging", "stg_ml__membership_evaluations")
     assert "insiders/revenue_forecast" in parents("insiders", "report")
 

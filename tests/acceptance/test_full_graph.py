@@ -47,7 +47,8 @@ def test_insiders_are_a_small_valuable_group(graph_warehouse, capsys):
 def test_the_insiders_spend_significantly_more(graph_warehouse):
     rows = query(
         graph_warehouse,
-        "select metric, ci_low, p_value, is_significantly_higher from insiders.evidence",
+        "select metric, ci_low, p_value, is_significantly_higher from insiders.evidence "
+        "where evidence_kind = 'insiders_vs_rest'",
     )
     assert {r[0] for r in rows} == {"monetary", "frequency"}
     assert all(r[1] > 0 and r[2] < 0.05 and r[3] for r in rows)
