@@ -177,9 +177,13 @@ def _forecast_text(forecast: pd.DataFrame) -> str:
         "BG/NBD and Gamma-Gamma fitted with pymc-marketing)."
     )
     if now.lower_bound is not None and not pd.isna(now.lower_bound):
+        calibrated = getattr(now, "calibrated_revenue", None)
+        text += " If the models err as they did in the backtest, they will spend "
+        if calibrated is not None and not pd.isna(calibrated):
+            text += f"about {calibrated:,.0f}, "
         text += (
-            f" If the models err as they did in the backtest, they will spend between "
-            f"{now.lower_bound:,.0f} and {now.upper_bound:,.0f} ({_pct(now.confidence)} interval)."
+            f"between {now.lower_bound:,.0f} and {now.upper_bound:,.0f} "
+            f"({_pct(now.confidence)} interval)."
         )
     past = rows.get(("backtest", "insiders"))
     if past is not None:

@@ -22,6 +22,7 @@ from models_py.clustering import ClusteringConfig, fit_segmentation, label_with_
 from models_py.clustering import load_segmenter as _load_segmenter
 from models_py.forecast import (
     backtest_error,
+    calibrated_total,
     calibration_ratios,
     group_interval,
     predict_revenue,
@@ -244,6 +245,7 @@ def run_forecast(
         low, high = (
             group_interval(expected, ratios[group], confidence) if group in ratios else (None, None)
         )
+        calibrated = calibrated_total(expected, ratios[group]) if group in ratios else None
         rows.append(
             {
                 "period": "forecast",
@@ -255,6 +257,7 @@ def run_forecast(
                 "expected_revenue": expected,
                 "lower_bound": low,
                 "upper_bound": high,
+                "calibrated_revenue": calibrated,
                 "confidence": confidence if low is not None else None,
                 "interval_method": "backtest_calibrated" if low is not None else None,
                 "parameters": _json(forecast.parameters),
@@ -264,6 +267,7 @@ def run_forecast(
     for column in (
         "lower_bound",
         "upper_bound",
+        "calibrated_revenue",
         "confidence",
         "interval_method",
         "actual_revenue",
@@ -294,6 +298,7 @@ def run_forecast(
         metadata["insiders_interval"] = (
             f"{insiders_row['lower_bound']:,.0f} to {insiders_row['upper_bound']:,.0f}"
         )
+        metadata["insiders_calibrated_revenue"] = float(insiders_row["calibrated_revenue"])
     backtest = summary[(summary["period"] == "backtest")]
     for _, row in backtest.iterrows():
         if row["relative_error"] is not None and not pd.isna(row["relative_error"]):

@@ -130,6 +130,7 @@ create table if not exists ml.revenue_forecast (
     expected_revenue double not null,
     lower_bound double,
     upper_bound double,
+    calibrated_revenue double,
     confidence double,
     interval_method varchar,
     actual_revenue double,
@@ -138,6 +139,8 @@ create table if not exists ml.revenue_forecast (
     absolute_percentage_error double,
     parameters json
 );
+-- Warehouses made before the calibrated point existed gain the column.
+alter table ml.revenue_forecast add column if not exists calibrated_revenue double;
 create table if not exists ml.cluster_centroids (
     run_id varchar not null,
     as_of date not null,

@@ -23,6 +23,7 @@ final as (
         expected_revenue,
         lower_bound,
         upper_bound,
+        calibrated_revenue,
         confidence,
         interval_method,
         actual_revenue,

@@ -21,6 +21,7 @@ renamed as (
         expected_revenue,
         lower_bound,
         upper_bound,
+        calibrated_revenue,
         confidence,
         interval_method,
         actual_revenue,

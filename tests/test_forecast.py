@@ -1,0 +1,421 @@
+"""The revenue forecast (BG/NBD + Gamma-Gamma) on customers simulated from a known process.
+
+No mocks: the tests fit pymc-marketing's real models (MAP) once per module on customers of
+three groups whose buying process is known. Group A has a purchase day on about one day in
+ten and spends about 80 per purchase day; group B has one about every sixty days and spends
+about 20; nobody in A or B ever stops buying. Group C buys like A (spending about 50) but
+lapses: after each purchase day it stops for good with probability 0.1, as BG/NBD assumes.
+First purchases are staggered over a 300-day window, and the same process is run for the
+90 days after it, so the forecast is compared with what the customers then did. The process
+has no seasonality and stays within BG/NBD's family, so the total should come out about right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models_py.forecast import (
+    FORECAST_COLUMNS,
+    HISTORY_COLUMNS,
+    CustomerForecast,
+    backtest_error,
+    calibrated_total,
+    calibration_ratios,
+    group_interval,
+    predict_revenue,
+    validate_histories,
+)
+
+WINDOW_DAYS = 300
+HORIZON_DAYS = 90
+LAST_FIRST_PURCHASE = 240
+
+
+@dataclass(frozen=True)
+class Group:
+    customers: int
+    daily_rate: float  # probability that a given day is a purchase day
+    mean_spend: float  # per purchase day
+    dropout: float = 0.0  # probability of stopping for good after each purchase day
+
+
+GROUPS: dict[str, Group] = {
+    "A": Group(customers=250, daily_rate=1 / 10, mean_spend=80.0),
+    "B": Group(customers=250, daily_rate=1 / 60, mean_spend=20.0),
+    "C": Group(customers=100, daily_rate=1 / 10, mean_spend=50.0, dropout=0.1),
+}
+
+
+@dataclass(frozen=True)
+class Simulation:
+    histories: pd.DataFrame  # the model's input, in a shuffled order
+    group: np.ndarray  # "A", "B" or "C" per row of histories
+    active: np.ndarray  # still buying at the end of the window (not lapsed)
+    future_purchases: np.ndarray  # purchase days in the 90 days after the window
+    future_revenue: np.ndarray  # revenue in the 90 days after the window
+
+
+def simulate(seed: int = 2024) -> Simulation:
+    """Customers of GROUPS over the window and the horizon after it, summarised lifetimes-style.
+
+    Every day after a customer's first purchase is a purchase day with the group's
+    probability (a discrete Poisson process) until the customer lapses: the number of
+    purchase days a customer makes before lapsing is geometric with the group's dropout.
+    A customer's mean spend is the group's times Gamma noise (mean 1), and each purchase
+    day's spend is the customer's times Gamma noise (mean 1).
+    """
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    groups: list[str] = []
+    active: list[bool] = []
+    future_purchases: list[int] = []
+    future_revenue: list[float] = []
+    for name, group in GROUPS.items():
+        for _ in range(group.customers):
+            first = int(rng.integers(0, LAST_FIRST_PURCHASE))
+            span = WINDOW_DAYS + HORIZON_DAYS - first  # days first .. end of the horizon
+            bought = rng.random(span) < group.daily_rate
+            bought[0] = True  # the first purchase
+            budget = rng.geometric(group.dropout) if group.dropout else span
+            bought[np.flatnonzero(bought)[budget:]] = False  # lapsed after `budget` days
+            customer_spend = group.mean_spend * rng.gamma(8.0, 1 / 8.0)
+            spend = customer_spend * rng.gamma(6.0, 1 / 6.0, size=span)
+            age = WINDOW_DAYS - first  # t: first purchase to the end of the window
+            past = np.flatnonzero(bought[:age])
+            future = np.flatnonzero(bought[age:]) + age
+            frequency = len(past) - 1
+            rows.append(
+                {
+                    # ids unrelated to the row order: the output must still follow the input
+                    "customer_id": f"c{rng.integers(10**8):08d}{name}",
+                    "frequency": frequency,
+                    "recency": int(past[-1]),
+                    "t": age,
+                    "monetary_value": float(spend[past[1:]].mean()) if frequency else np.nan,
+                }
+            )
+            groups.append(name)
+            active.append(budget > len(past))
+            future_purchases.append(len(future))
+            future_revenue.append(float(spend[future].sum()))
+    order = rng.permutation(len(rows))
+    histories = pd.DataFrame(rows).iloc[order].reset_index(drop=True)
+    assert not histories["customer_id"].duplicated().any()
+    return Simulation(
+        histories=histories,
+        group=np.asarray(groups)[order],
+        active=np.asarray(active)[order],
+        future_purchases=np.asarray(future_purchases)[order],
+        future_revenue=np.asarray(future_revenue)[order],
+    )
+
+
+@pytest.fixture(scope="module")
+def simulation() -> Simulation:
+    return simulate()
+
+
+@pytest.fixture(scope="module")
+def forecast(simulation: Simulation) -> CustomerForecast:
+    """The one real fit of the module (the first in a process compiles C: ~20-30 s)."""
+    return predict_revenue(simulation.histories, HORIZON_DAYS, seed=7)
+
+
+def small_histories() -> pd.DataFrame:
+    """Twelve valid customers (eleven repeat buyers), for the input checks."""
+    return pd.DataFrame(
+        {
+            "customer_id": [f"k{i}" for i in range(12)],
+            "frequency": [0, *range(1, 12)],
+            "recency": [0, *range(10, 120, 10)],
+            "t": [50, *range(100, 210, 10)],
+            "monetary_value": [np.nan, *np.linspace(10, 60, 11)],
+        }
+    )
+
+
+# --- the fit on the simulated customers -----------------------------------------------------
+
+
+def test_one_row_per_customer_in_input_order(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    customers = forecast.customers
+    assert list(customers.columns) == list(FORECAST_COLUMNS)
+    assert customers["customer_id"].tolist() == simulation.histories["customer_id"].tolist()
+    assert forecast.horizon_days == HORIZON_DAYS
+    assert forecast.seconds > 0
+
+
+def test_predictions_are_finite_and_consistent(forecast: CustomerForecast) -> None:
+    customers = forecast.customers
+    values = customers[list(FORECAST_COLUMNS[1:])].to_numpy(dtype=float)
+    assert np.isfinite(values).all()
+    assert customers["probability_alive"].between(0, 1).all()
+    assert (customers["expected_purchases"] >= 0).all()
+    assert (customers["expected_spend"] > 0).all()
+    np.testing.assert_allclose(
+        customers["expected_revenue"],
+        customers["expected_purchases"] * customers["expected_spend"],
+        rtol=1e-12,
+    )
+
+
+def test_parameters_name_both_models(forecast: CustomerForecast) -> None:
+    parameters = forecast.parameters
+    assert {"bg_r", "bg_alpha", "bg_a", "bg_b", "gg_p", "gg_q", "gg_v"} <= set(parameters)
+    assert all(isinstance(v, float) and np.isfinite(v) for v in parameters.values())
+
+
+def test_lapsed_customers_look_less_alive(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    alive = forecast.customers["probability_alive"].to_numpy()
+    repeat = (simulation.histories["frequency"] > 0).to_numpy()
+    never_lapse = np.isin(simulation.group, ["A", "B"])
+    # in BG/NBD a customer can only drop out after a repeat purchase: C's lapsed one-time
+    # buyers look as alive as anyone, so the lapsed are compared among repeat buyers
+    lapsed = (simulation.group == "C") & ~simulation.active & repeat
+    still_buying = (simulation.group == "C") & simulation.active
+    assert lapsed.sum() > 30 and still_buying.sum() > 10
+    assert alive[never_lapse].mean() > 0.8
+    assert alive[still_buying].mean() > 0.8
+    assert alive[lapsed].mean() < 0.5
+    purchases = forecast.customers["expected_purchases"].to_numpy()
+    assert purchases[lapsed].mean() < purchases[still_buying].mean() / 2
+
+
+def test_one_time_buyers_are_alive_by_the_model(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    one_time = (simulation.histories["frequency"] == 0).to_numpy()
+    assert one_time.sum() > 10
+    alive = forecast.customers["probability_alive"].to_numpy()
+    np.testing.assert_allclose(alive[one_time], 1.0, atol=1e-6)
+
+
+def test_frequent_big_spenders_are_worth_several_times_more(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    customers = forecast.customers.assign(group=simulation.group)
+    means = customers.groupby("group")[["expected_purchases", "expected_revenue"]].mean()
+    # true ratio of expected purchases is (1/10) / (1/60) = 6, of revenue 6 * 80/20 = 24;
+    # the models shrink towards the population, but the order and a wide gap must remain
+    assert means.loc["A", "expected_purchases"] > 3 * means.loc["B", "expected_purchases"]
+    assert means.loc["A", "expected_revenue"] > 3 * means.loc["B", "expected_revenue"]
+    # a group A customer's true expectation over the horizon is 90 / 10 = 9 purchase days
+    true_a = GROUPS["A"].daily_rate * HORIZON_DAYS
+    assert means.loc["A", "expected_purchases"] == pytest.approx(true_a, rel=0.2)
+
+
+def test_total_forecast_is_close_to_what_happened_next(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    customers = forecast.customers
+    predicted_purchases = customers["expected_purchases"].sum()
+    assert predicted_purchases == pytest.approx(simulation.future_purchases.sum(), rel=0.2)
+    predicted_revenue = customers["expected_revenue"].sum()
+    assert predicted_revenue == pytest.approx(simulation.future_revenue.sum(), rel=0.35)
+
+
+def test_spend_is_shrunk_between_own_mean_and_population_mean(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    p, q, v = (forecast.parameters[f"gg_{k}"] for k in ("p", "q", "v"))
+    population_mean = p * v / (q - 1)  # Gamma-Gamma's mean spend of a purchase
+    spend = forecast.customers["expected_spend"].to_numpy()
+    history = simulation.histories
+    one_time = (history["frequency"] == 0).to_numpy()
+    assert one_time.any() and (~one_time).any()
+    # a one-time buyer has no spend of their own in the model: they get the population's
+    # (fit_summary rounds the parameters, hence the tolerance)
+    np.testing.assert_allclose(spend[one_time], population_mean, rtol=1e-2)
+    # a repeat buyer's expected spend is a weighted mean of their own and the population's
+    own = history.loc[~one_time, "monetary_value"].to_numpy()
+    low = np.minimum(own, population_mean) * (1 - 1e-2)
+    high = np.maximum(own, population_mean) * (1 + 1e-2)
+    assert ((spend[~one_time] >= low) & (spend[~one_time] <= high)).all()
+
+
+# --- the input checks ------------------------------------------------------------------------
+
+
+def test_validate_histories_tidies_a_valid_input() -> None:
+    raw = small_histories().assign(extra="ignored")
+    raw.loc[0, "monetary_value"] = 99.0  # a one-time buyer's value means nothing to the model
+    frame = validate_histories(raw)
+    assert list(frame.columns) == list(HISTORY_COLUMNS)
+    assert frame["customer_id"].tolist() == raw["customer_id"].tolist()
+    assert frame.loc[0, "monetary_value"] == 0.0
+    pd.testing.assert_series_equal(
+        frame["monetary_value"].iloc[1:], raw["monetary_value"].iloc[1:].astype(float)
+    )
+    for column in ("frequency", "recency", "t", "monetary_value"):
+        assert frame[column].dtype == float
+    assert raw.loc[0, "monetary_value"] == 99.0  # the caller's frame is left alone
+
+
+def test_validate_histories_turns_missing_spend_of_one_time_buyers_into_zero() -> None:
+    frame = validate_histories(small_histories())
+    assert frame.loc[0, "monetary_value"] == 0.0
+    assert not frame["monetary_value"].isna().any()
+
+
+@pytest.mark.parametrize("column", HISTORY_COLUMNS)
+def test_missing_column_is_named(column: str) -> None:
+    with pytest.raises(ValueError, match=f"lack the columns: {column}"):
+        validate_histories(small_histories().drop(columns=[column]))
+
+
+def test_empty_histories_are_rejected() -> None:
+    with pytest.raises(ValueError, match="no purchase histories to fit"):
+        validate_histories(small_histories().iloc[0:0])
+
+
+def test_recency_beyond_age_is_rejected() -> None:
+    histories = small_histories()
+    histories.loc[3, "recency"] = histories.loc[3, "t"] + 1
+    with pytest.raises(ValueError, match=r"recency \(first to last purchase\) exceeds t"):
+        validate_histories(histories)
+
+
+@pytest.mark.parametrize("column", ["frequency", "recency", "t"])
+@pytest.mark.parametrize("bad", [-1.0, np.nan])
+def test_negative_or_missing_counts_are_rejected(column: str, bad: float) -> None:
+    histories = small_histories().astype({column: float})
+    histories.loc[5, column] = bad
+    with pytest.raises(ValueError, match=f"{column} must be a non-negative number"):
+        validate_histories(histories)
+
+
+def test_duplicated_customer_is_rejected() -> None:
+    histories = small_histories()
+    histories.loc[4, "customer_id"] = histories.loc[2, "customer_id"]
+    with pytest.raises(ValueError, match="repeat a customer_id"):
+        validate_histories(histories)
+
+
+@pytest.mark.parametrize("value", [0.0, -5.0, np.nan])
+def test_repeat_buyer_without_positive_spend_is_rejected(value: float) -> None:
+    histories = small_histories()
+    histories.loc[6, "monetary_value"] = value
+    with pytest.raises(ValueError, match="repeat buyer has no positive monetary_value"):
+        validate_histories(histories)
+
+
+def test_too_few_repeat_buyers_to_fit() -> None:
+    histories = small_histories()
+    histories.loc[1:3, ["frequency", "recency", "monetary_value"]] = [0, 0, np.nan]
+    repeaters = int((histories["frequency"] > 0).sum())
+    assert repeaters < 10
+    with pytest.raises(ValueError, match=f"only {repeaters} repeat buyers"):
+        predict_revenue(histories, HORIZON_DAYS)
+
+
+@pytest.mark.parametrize("horizon", [0, -30])
+def test_non_positive_horizon_is_rejected(horizon: int) -> None:
+    with pytest.raises(ValueError, match="horizon_days must be positive"):
+        predict_revenue(small_histories(), horizon)
+
+
+def test_bad_histories_fail_before_fitting() -> None:
+    histories = small_histories().drop(columns=["t"])
+    with pytest.raises(ValueError, match="lack the columns: t"):
+        predict_revenue(histories, HORIZON_DAYS)
+
+
+# --- the calibration of the interval -------------------------------------------------------
+
+
+def test_ratios_are_two_when_actual_is_twice_predicted() -> None:
+    rng = np.random.default_rng(3)
+    predicted = rng.gamma(2.0, 50.0, size=200)
+    ratios = calibration_ratios(predicted, 2 * predicted, n_bootstrap=500, seed=1)
+    assert ratios.shape == (500,)
+    np.testing.assert_allclose(ratios, 2.0, rtol=1e-12)
+
+
+def test_ratios_centre_on_the_overall_ratio() -> None:
+    rng = np.random.default_rng(4)
+    predicted = rng.gamma(2.0, 50.0, size=400)
+    actual = predicted * rng.gamma(4.0, 1 / 4.0, size=400)  # noisy, mean ratio 1
+    overall = actual.sum() / predicted.sum()
+    ratios = calibration_ratios(pd.Series(predicted), list(actual), n_bootstrap=2000, seed=5)
+    assert np.median(ratios) == pytest.approx(overall, rel=0.02)
+    assert ratios.min() < overall < ratios.max()  # noise gives a spread
+    again = calibration_ratios(predicted, actual, n_bootstrap=2000, seed=5)
+    np.testing.assert_array_equal(ratios, again)  # seeded
+
+
+def test_ratio_is_of_sums_not_a_mean_of_ratios() -> None:
+    # two customers: a resample holds customer 0 twice (ratio 3/1), customer 1 twice (9/9)
+    # or one of each, with probabilities 1/4, 1/4 and 1/2: then (3 + 9) / (1 + 9) = 1.2
+    ratios = calibration_ratios([1.0, 9.0], [3.0, 9.0], n_bootstrap=4000, seed=2)
+    values, counts = np.unique(np.round(ratios, 12), return_counts=True)
+    np.testing.assert_allclose(values, [1.0, 1.2, 3.0])
+    np.testing.assert_allclose(counts / ratios.size, [0.25, 0.5, 0.25], atol=0.03)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "actual"),
+    [([1.0, 2.0, 3.0], [1.0, 2.0]), ([1.0], [1.0]), ([], [])],
+)
+def test_ratios_need_matching_customers(predicted: list[float], actual: list[float]) -> None:
+    with pytest.raises(ValueError, match="same two or more customers"):
+        calibration_ratios(predicted, actual)
+
+
+def test_ratios_need_predicted_revenue() -> None:
+    with pytest.raises(ValueError, match="predicted no revenue"):
+        calibration_ratios([0.0, 0.0, 0.0], [5.0, 1.0, 2.0])
+
+
+def test_group_interval_scales_the_total_by_the_ratio_quantiles() -> None:
+    # 101 evenly spaced ratios 0.50, 0.51, ..., 1.50: the 5% and 95% quantiles are 0.55, 1.45
+    ratios = np.linspace(0.5, 1.5, 101)
+    low, high = group_interval(1000.0, ratios, confidence=0.9)
+    assert low == pytest.approx(550.0)
+    assert high == pytest.approx(1450.0)
+    wide_low, wide_high = group_interval(1000.0, ratios, confidence=0.98)
+    assert wide_low == pytest.approx(510.0)
+    assert wide_high == pytest.approx(1490.0)
+    assert group_interval(300.0, np.full(50, 2.0)) == pytest.approx((600.0, 600.0))
+
+
+@pytest.mark.parametrize("confidence", [0.0, 1.0, -0.5, 1.5])
+def test_group_interval_rejects_confidence_outside_zero_one(confidence: float) -> None:
+    with pytest.raises(ValueError, match="confidence must be between 0 and 1"):
+        group_interval(100.0, np.ones(10), confidence=confidence)
+
+
+def test_backtest_error_signs() -> None:
+    under = backtest_error(predicted=80.0, actual=100.0)
+    assert under["error"] == pytest.approx(-20.0)
+    assert under["relative_error"] == pytest.approx(-0.2)
+    assert under["absolute_percentage_error"] == pytest.approx(0.2)
+    over = backtest_error(predicted=150.0, actual=100.0)
+    assert over["error"] == pytest.approx(50.0)
+    assert over["relative_error"] == pytest.approx(0.5)
+    assert over["absolute_percentage_error"] == pytest.approx(0.5)
+
+
+def test_backtest_error_without_actual_revenue_has_no_relative_error() -> None:
+    result = backtest_error(predicted=10.0, actual=0.0)
+    assert result["error"] == pytest.approx(10.0)
+    assert result["relative_error"] is None
+    assert result["absolute_percentage_error"] is None
+
+
+def test_calibrated_total_is_the_median_ratio_inside_the_interval() -> None:
+    # The models predicted half of what happened: the calibrated point doubles the
+    # forecast and lies inside the interval, even though the forecast itself does not.
+    ratios = np.linspace(1.8, 2.2, 101)
+    low, high = group_interval(1000.0, ratios, confidence=0.9)
+    point = calibrated_total(1000.0, ratios)
+    assert point == pytest.approx(2000.0)
+    assert low < point < high
+    assert not low <= 1000.0 <= high
