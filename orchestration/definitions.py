@@ -44,10 +44,11 @@ from dagster_dbt import (
 )
 
 from models_py.report import REPORT_TABLES
+from orchestration.bi_snapshot import SNAPSHOT_TABLES, publish_snapshot
 from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR
 from orchestration.insiders_steps import evaluate_membership, run_backtest, run_forecast
 from orchestration.report_asset import write_report
-from orchestration.resources import BuildSettings, WarehouseResource
+from orchestration.resources import BiSnapshotResource, BuildSettings, WarehouseResource
 from orchestration.segmentation_asset import SegmentationConfig, run_segmentation
 from orchestration.warehouse import SOURCE_ENV, WAREHOUSE_ENV, discover_files, load_files
 
@@ -296,12 +297,63 @@ def insiders_report(context: AssetExecutionContext, warehouse: WarehouseResource
     )
 
 
+# --- the BI snapshot ----------------------------------------------------------------
+
+
+def _snapshot_inputs() -> list[AssetKey]:
+    """Asset keys of the published tables (dbt models by name, ml tables as they are),
+    and the report: the snapshot is the run's last step, published only when all the
+    rest succeeded."""
+    return [
+        *(
+            AssetKey(["ml", table]) if schema == "ml" else _models(table)[0]
+            for schema, table in SNAPSHOT_TABLES
+        ),
+        AssetKey(["insiders", "report"]),
+    ]
+
+
+@multi_asset(
+    name="bi_snapshot",
+    specs=[
+        AssetSpec(
+            AssetKey(["bi", "snapshot"]),
+            description="The BI-facing tables (insiders.*, marts.dim_customers, "
+            "ml.customer_embedding, ml.model_selection) in a read-only DuckDB file and "
+            "Parquet files, replaced atomically: what the dashboard and BI tools read, "
+            "never the warehouse the pipeline writes.",
+            group_name="bi",
+            deps=_snapshot_inputs(),
+        )
+    ],
+)
+def bi_snapshot(
+    context: AssetExecutionContext, warehouse: WarehouseResource, bi: BiSnapshotResource
+):
+    """Publish the snapshot of this run (only reached when everything upstream succeeded)."""
+    published = publish_snapshot(
+        Path(warehouse.path), bi.resolve(Path(warehouse.path)), context.run.run_id
+    )
+    context.log.info(f"BI snapshot {published.snapshot_id} published to {published.path}")
+    yield MaterializeResult(
+        asset_key=AssetKey(["bi", "snapshot"]),
+        metadata={
+            "snapshot_id": published.snapshot_id,
+            "duckdb": MetadataValue.path(str(published.path)),
+            "parquet": MetadataValue.path(str(published.parquet_dir)),
+            "as_of": published.as_of or "",
+            "rows": MetadataValue.json(published.rows),
+        },
+    )
+
+
 # --- jobs, schedule, sensor ----------------------------------------------------------
 
 insiders_job = define_asset_job(
     JOB_NAME,
     selection=AssetSelection.all(),
-    description="Load new files, build the dbt project, cluster the customers.",
+    description="Load new files, build the dbt project, cluster the customers, answer the "
+    "nine questions, write the report and publish the BI snapshot.",
 )
 
 monthly_refresh = ScheduleDefinition(
@@ -350,6 +402,7 @@ def build_definitions(warehouse: str | None = None) -> Definitions:
             customer_segmentation,
             insiders_analytics,
             insiders_report,
+            bi_snapshot,
         ],
         jobs=[insiders_job],
         schedules=[monthly_refresh],
@@ -358,6 +411,7 @@ def build_definitions(warehouse: str | None = None) -> Definitions:
             "dbt": DbtCliResource(project_dir=insiders_dbt_project, dbt_executable=DBT_EXECUTABLE),
             "warehouse": WarehouseResource(path=str(resolve_warehouse(warehouse))),
             "settings": BuildSettings(),
+            "bi": BiSnapshotResource(),
         },
         executor=in_process_executor,
     )

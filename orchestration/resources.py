@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 from dagster import ConfigurableResource
 
+from orchestration.bi_snapshot import resolve_bi_dir
 from orchestration.warehouse import connect
 
 
@@ -28,3 +29,13 @@ class BuildSettings(ConfigurableResource):
     """
 
     as_of: str = ""
+
+
+class BiSnapshotResource(ConfigurableResource):
+    """Where the BI snapshot is published: ``directory``, else ``$INSIDERS_BI_DIR``,
+    else ``bi/`` beside the warehouse file."""
+
+    directory: str = ""
+
+    def resolve(self, warehouse: Path) -> Path:
+        return resolve_bi_dir(warehouse, self.directory or None)

@@ -86,3 +86,24 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert not report.failed
     build(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BI snapshot published by a real ``insiders run`` over synthetic data, once for
+    the session (about two minutes): what the dashboard reads."""
+    from models_py.demo_data import write_demo_data
+    from orchestration.bi_snapshot import SNAPSHOT_FILE
+    from orchestration.cli import main
+    from orchestration.warehouse import WAREHOUSE_ENV
+
+    root = tmp_path_factory.mktemp("bi_demo")
+    demo = write_demo_data(root / "data", customers=400, seed=7, layout="kaggle")
+    warehouse = root / "wh" / "warehouse.duckdb"
+    # `insiders run` points $INSIDERS_WAREHOUSE at its warehouse; restore it afterwards.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(WAREHOUSE_ENV, str(warehouse))
+        assert main(["run", "--warehouse", str(warehouse), "--source", str(demo.path)]) == 0
+    snapshot = warehouse.parent / "bi" / SNAPSHOT_FILE
+    assert snapshot.is_file()
+    return snapshot

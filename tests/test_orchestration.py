@@ -98,6 +98,7 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
         "insiders/membership_movement",
         "insiders/revenue_forecast",
         "insiders/customer_forecast",
+        "bi/snapshot",
         "insiders/report",
     } <= materialized
     checks = result.get_asset_check_evaluations()
@@ -170,6 +171,16 @@ def test_the_graph_runs_python_steps_after_the_dbt_models_they_read():
     assert "intermediate/int_customer_purchase_histories" in parents("ml", "revenue_forecast")
     assert "ml/membership_evaluations" in parents("staging", "stg_ml__membership_evaluations")
     assert "insiders/revenue_forecast" in parents("insiders", "report")
+    # The BI snapshot is the last step: every published table, and the report, before it.
+    assert {
+        "insiders/members",
+        "insiders/kpis",
+        "marts/dim_customers",
+        "ml/customer_embedding",
+        "ml/model_selection",
+        "insiders/report",
+    } <= parents("bi", "snapshot")
+    assert not graph.get(AssetKey(["bi", "snapshot"])).child_keys
 
 
 def test_scoring_with_the_saved_model_keeps_the_labels(first_run, demo_source):

@@ -1,0 +1,157 @@
+"""The BI snapshot: the BI-facing tables, published to a file no reader shares with the
+pipeline.
+
+DuckDB lets one process write a database file, and a reader in another process is
+refused while the pipeline holds it. So every successful run copies what BI tools and
+the dashboard read into a separate DuckDB file (and one Parquet file per table) and
+swaps it into place atomically:
+
+- ``<bi>/insiders_bi.duckdb`` is written beside its final name and renamed over it. A
+  reader that opened the old file keeps reading it (the old inode stays alive until it
+  closes); the next connection opens the new one. Nobody ever sees half a snapshot.
+- ``<bi>/parquet`` is a symbolic link to ``<bi>/versions/<snapshot_id>/``, swapped by
+  renaming a new link over it; the previous version is kept for readers that are still
+  in it, older ones are removed.
+
+The snapshot carries ``main.snapshot_info`` (run, as-of, time, schema version) so a
+reader can tell which run it shows and whether it understands its schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestration.warehouse import connect
+
+# Bumped whenever a published table's columns change incompatibly; the dashboard
+# refuses (with a message) a snapshot whose version it does not know.
+SCHEMA_VERSION = 1
+
+SNAPSHOT_FILE = "insiders_bi.duckdb"
+PARQUET_LINK = "parquet"
+VERSIONS_DIR = "versions"
+BI_DIR_ENV = "INSIDERS_BI_DIR"
+SNAPSHOT_ENV = "INSIDERS_BI_SNAPSHOT"  # the file the dashboard reads, if not the default
+
+# (schema, table): what BI tools and the dashboard may read.
+SNAPSHOT_TABLES: tuple[tuple[str, str], ...] = (
+    ("insiders", "kpis"),
+    ("insiders", "members"),
+    ("insiders", "cluster_profile"),
+    ("insiders", "cluster_actions"),
+    ("insiders", "eligibility_rules"),
+    ("insiders", "evidence"),
+    ("insiders", "revenue_forecast"),
+    ("insiders", "customer_forecast"),
+    ("insiders", "membership_history"),
+    ("insiders", "membership_movement"),
+    ("insiders", "monthly_revenue"),
+    ("marts", "dim_customers"),
+    ("ml", "customer_embedding"),
+    ("ml", "model_selection"),
+)
+
+
+@dataclass(frozen=True)
+class PublishedSnapshot:
+    """Where a snapshot went and what it holds."""
+
+    snapshot_id: str
+    path: Path
+    parquet_dir: Path
+    run_id: str
+    as_of: str | None
+    rows: dict[str, int]
+
+
+def resolve_bi_dir(warehouse: Path, bi_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``bi_dir``, else ``$INSIDERS_BI_DIR``, else ``bi/`` beside the warehouse file."""
+    chosen = bi_dir or os.environ.get(BI_DIR_ENV)
+    return Path(chosen).expanduser().resolve() if chosen else warehouse.parent / "bi"
+
+
+def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSnapshot:
+    """Copy ``SNAPSHOT_TABLES`` from the warehouse into a new snapshot and swap it in.
+
+    Everything is written under new names first; only the two renames at the end make
+    it visible, so a failure anywhere leaves the previous snapshot as it was.
+    """
+    published_at = datetime.now(UTC)
+    snapshot_id = f"{published_at:%Y%m%dT%H%M%S%fZ}-{run_id[:8]}"
+    bi_dir.mkdir(parents=True, exist_ok=True)
+    partial = bi_dir / f".{SNAPSHOT_FILE}.{snapshot_id}.partial"
+    version_dir = bi_dir / VERSIONS_DIR / snapshot_id
+    version_dir.mkdir(parents=True)
+    rows: dict[str, int] = {}
+    try:
+        con = connect(warehouse, read_only=False)
+        try:
+            as_of = con.execute("select max(as_of) from ml.customer_segments").fetchone()[0]
+            con.execute(f"attach {_literal(partial)} as snapshot")
+            for schema in sorted({schema for schema, _ in SNAPSHOT_TABLES}):
+                con.execute(f"create schema snapshot.{schema}")
+            for schema, table in SNAPSHOT_TABLES:
+                name = f"{schema}.{table}"
+                con.execute(f"create table snapshot.{name} as select * from {name}")
+                rows[name] = con.execute(f"select count(*) from snapshot.{name}").fetchone()[0]
+                parquet = version_dir / f"{name}.parquet"
+                con.execute(f"copy snapshot.{name} to {_literal(parquet)} (format parquet)")
+            con.execute(
+                """
+                create table snapshot.main.snapshot_info as select
+                    ?::varchar as snapshot_id, ?::varchar as run_id, ?::date as as_of,
+                    ?::timestamptz as published_at, ?::integer as schema_version,
+                    ?::json as table_rows
+                """,
+                [snapshot_id, run_id, as_of, published_at, SCHEMA_VERSION, json.dumps(rows)],
+            )
+            info_parquet = _literal(version_dir / "main.snapshot_info.parquet")
+            con.execute(f"copy snapshot.main.snapshot_info to {info_parquet} (format parquet)")
+            con.execute("checkpoint snapshot")
+            con.execute("detach snapshot")
+        finally:
+            con.close()
+        os.replace(partial, bi_dir / SNAPSHOT_FILE)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        shutil.rmtree(version_dir, ignore_errors=True)
+        raise
+    _swap_link(bi_dir / PARQUET_LINK, Path(VERSIONS_DIR) / snapshot_id)
+    _prune_versions(bi_dir, keep={snapshot_id})
+    return PublishedSnapshot(
+        snapshot_id=snapshot_id,
+        path=bi_dir / SNAPSHOT_FILE,
+        parquet_dir=bi_dir / PARQUET_LINK,
+        run_id=run_id,
+        as_of=str(as_of) if as_of is not None else None,
+        rows=rows,
+    )
+
+
+def _literal(path: Path) -> str:
+    """A path as a SQL string literal (ATTACH and COPY take no parameters)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _swap_link(link: Path, target: Path) -> None:
+    """Point ``link`` at ``target`` atomically: a new link renamed over the old one."""
+    fresh = link.with_name(f".{link.name}.{target.name}.partial")
+    fresh.unlink(missing_ok=True)
+    fresh.symlink_to(target, target_is_directory=True)
+    if link.exists() and not link.is_symlink():
+        raise FileExistsError(f"{link}: exists and is not the snapshot's link; move it away")
+    os.replace(fresh, link)
+
+
+def _prune_versions(bi_dir: Path, keep: set[str], previous: int = 1) -> None:
+    """Keep the current version and the ``previous`` newest before it (readers may still
+    be in them); remove the rest."""
+    versions = sorted((bi_dir / VERSIONS_DIR).iterdir(), key=lambda p: p.name, reverse=True)
+    older = [v for v in versions if v.name not in keep]
+    for stale in older[previous:]:
+        shutil.rmtree(stale, ignore_errors=True)
