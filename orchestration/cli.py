@@ -1,4 +1,5 @@
-"""The ``insiders`` command line: load files, build the dbt project, make demo data."""
+"""The ``insiders`` command line: load files, build the dbt project, make demo data, run
+the whole graph, serve the dashboard."""
 
 from __future__ import annotations
 
@@ -59,6 +60,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--source", type=Path, help="file or directory of transaction files")
     run.add_argument("--as-of", type=_as_of)
+
+    dashboard = sub.add_parser(
+        "dashboard",
+        parents=[common],
+        help="serve the marketing dashboard (Streamlit) over the published BI snapshot",
+    )
+    dashboard.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    dashboard.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 to share it on the network)",
+    )
+    dashboard.add_argument(
+        "--snapshot",
+        type=Path,
+        help="BI snapshot file (default: $INSIDERS_BI_SNAPSHOT, else "
+        "bi/insiders_bi.duckdb beside the warehouse, or in $INSIDERS_BI_DIR)",
+    )
     return parser
 
 
@@ -149,12 +168,51 @@ def run_job(warehouse: Path, source: Path | None, as_of: date | None) -> int:
                 f"{meta['insiders_share_of_revenue'].value:.1%} of customer revenue; "
                 f"model {meta['model'].value}"
             )
+        if event.asset_key.to_user_string() == "insiders/report" and "html" in meta:
+            print(f"report: {meta['html'].value}")
     if not result.success:
         for event in result.all_events:
             if event.is_failure:
                 print(f"insiders: error: {event.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _dashboard(warehouse: Path, port: int, address: str, snapshot: Path | None) -> int:
+    """Replace this process with ``streamlit run`` on the dashboard (one process to stop).
+
+    The dashboard opens only the snapshot, read-only: it never contends with a run.
+    """
+    import dashboard
+    from orchestration.bi_snapshot import SNAPSHOT_ENV, SNAPSHOT_FILE, resolve_bi_dir
+
+    path = snapshot or (
+        Path(os.environ[SNAPSHOT_ENV])
+        if os.environ.get(SNAPSHOT_ENV)
+        else resolve_bi_dir(warehouse) / SNAPSHOT_FILE
+    )
+    os.environ[SNAPSHOT_ENV] = str(path.expanduser().resolve())
+    app = Path(dashboard.__file__).resolve().parent / "app.py"
+    print(f"dashboard on http://{address}:{port} reading {os.environ[SNAPSHOT_ENV]}", flush=True)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+    ]
+    os.execv(sys.executable, command)
+    return 0  # not reached: execv replaces the process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         return _build(warehouse, args.as_of, args.select)
     if args.command == "demo-data":
         return _demo(args.directory, args.customers, args.seed, args.layout)
+    if args.command == "dashboard":
+        return _dashboard(warehouse, args.port, args.address, args.snapshot)
     return _run(warehouse, args.source, args.as_of)
 
 

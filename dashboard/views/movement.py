@@ -1,0 +1,182 @@
+"""Movement: who entered, left and stayed at each monthly re-evaluation, and the rules
+that make a customer eligible, in words.
+
+A page script: ``st.navigation`` executes it as ``__main__`` on every rerun.
+"""
+
+from __future__ import annotations
+
+import re
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import ui
+
+FEATURE_WORDS = {
+    "recency_days": "days since the last purchase",
+    "tenure_days": "days since the first purchase",
+    "frequency": "purchases",
+    "monetary": "net spend (£)",
+    "gross_revenue": "gross spend (£)",
+    "avg_ticket": "average ticket (£)",
+    "avg_basket_size": "items per purchase",
+    "distinct_products": "distinct products bought",
+    "return_rate": "share of spend returned",
+    "purchase_rate": "purchases per 30 days",
+}
+OPERATOR_WORDS = {">": "above", ">=": "at least", "<": "below", "<=": "at most", "=": "equal to"}
+_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>|=)\s*(-?[0-9.]+)\s*$")
+
+MOVES = {"stayed": "Stayed", "entered": "Entered", "left_program": "Left"}
+
+
+def rule_in_words(rule: str) -> str:
+    """``monetary > 731.89 and return_rate <= 0.04`` as ``net spend (£) above 731.89
+    and share of spend returned at most 4.0%``; a condition it cannot parse stays as
+    written."""
+    words = []
+    for condition in re.split(r"\s+and\s+", rule.strip()):
+        match = _CONDITION.match(condition)
+        if match is None:
+            words.append(condition)
+            continue
+        feature, operator, threshold = match.groups()
+        value = f"{float(threshold):.1%}" if feature == "return_rate" else threshold
+        words.append(
+            f"{FEATURE_WORDS.get(feature, feature.replace('_', ' '))} "
+            f"{OPERATOR_WORDS[operator]} {value}"
+        )
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def rule_sentence(rule: pd.Series) -> str:
+    """One rule, in a sentence a marketer can check against a customer."""
+    return (
+        f"**Rule {rule['rule_id']}.** Customers with {rule_in_words(str(rule['rule']))}: "
+        f"{ui.fmt_int(rule['customers'])} customers, {ui.fmt_int(rule['insiders'])} of them "
+        f"Insiders. Precision {ui.fmt_share(rule['precision'])} (of the customers the rule "
+        f"selects, the share who are Insiders), recall {ui.fmt_share(rule['recall'])} (of "
+        "all Insiders, the share the rule selects)."
+    )
+
+
+def movement_chart(movement: pd.DataFrame) -> alt.Chart:
+    """Stayed and entered above zero (they add up to the members), left below it."""
+    long = movement[["evaluation_date", *MOVES]].melt(
+        id_vars="evaluation_date", value_vars=list(MOVES), var_name="move", value_name="n"
+    )
+    long["customers"] = long["n"].where(long["move"] != "left_program", -long["n"])
+    long["move"] = long["move"].map(MOVES)
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("yearmonthdate(evaluation_date):O", title="Re-evaluation"),
+            y=alt.Y("customers:Q", title="Members", stack=True),
+            color=alt.Color("move:N", title=None).scale(
+                domain=list(MOVES.values()), range=["#9ecae1", "#2ca02c", "#d62728"]
+            ),
+            tooltip=[
+                alt.Tooltip("yearmonthdate(evaluation_date):O", title="Re-evaluation"),
+                alt.Tooltip("move:N", title="Move"),
+                alt.Tooltip("n:Q", title="Customers"),
+            ],
+        )
+    )
+
+
+def render() -> None:
+    st.title("Movement")
+    snap = ui.open_snapshot()
+
+    st.header("Members entered, left and stayed")
+    movement = snap.table("insiders.membership_movement")
+    if movement.empty:
+        ui.empty("No membership movement yet: no re-evaluation has been run.")
+    else:
+        latest = movement.iloc[-1]
+        st.caption(
+            f"Membership is re-evaluated monthly. At {ui.fmt_date(latest['evaluation_date'])}: "
+            f"{ui.fmt_int(latest['members'])} members, {ui.fmt_int(latest['entered'])} "
+            f"entered, {ui.fmt_int(latest['left_program'])} left."
+        )
+        st.altair_chart(movement_chart(movement), width="stretch")
+        shown = [
+            c
+            for c in (
+                "evaluation_date",
+                "members",
+                "entered",
+                "left_program",
+                "stayed",
+                "qualifying",
+                "in_grace",
+            )
+            if c in movement.columns
+        ]
+        st.dataframe(
+            movement[shown],
+            hide_index=True,
+            column_config={
+                "evaluation_date": st.column_config.DateColumn("Re-evaluation"),
+                "members": "Members",
+                "entered": "Entered",
+                "left_program": "Left",
+                "stayed": "Stayed",
+                "qualifying": "Qualifying",
+                "in_grace": "In grace period",
+            },
+        )
+
+    st.header("Why memberships ended")
+    history = snap.table("insiders.membership_history")
+    ended = history[history["exit_reason"].notna()] if not history.empty else history
+    if ended.empty:
+        ui.empty("No membership has ended yet.")
+    else:
+        reasons = (
+            ended.groupby("exit_reason", as_index=False)
+            .size()
+            .rename(columns={"size": "memberships"})
+            .sort_values("memberships", ascending=False)
+        )
+        st.caption(
+            "A member who drops out of the Insiders cluster keeps a grace period and leaves "
+            "at the next re-evaluation that still finds them outside."
+        )
+        st.dataframe(
+            reasons,
+            hide_index=True,
+            column_config={"exit_reason": "Exit reason", "memberships": "Memberships"},
+        )
+
+    st.header("Eligibility rules")
+    rules = snap.table("insiders.eligibility_rules")
+    if rules.empty:
+        ui.empty("No eligibility rules yet.")
+        return
+    st.caption(
+        "A depth-3 decision tree fitted on the customer features against Insider "
+        "membership, read as rules."
+    )
+    st.markdown("\n\n".join(rule_sentence(rule) for _, rule in rules.iterrows()))
+    st.dataframe(
+        rules[["rule_id", "rule", "customers", "insiders", "precision", "recall"]],
+        hide_index=True,
+        column_config={
+            "rule_id": "Rule",
+            "rule": st.column_config.TextColumn("Condition", width="large"),
+            "customers": "Customers",
+            "insiders": "Insiders",
+            "precision": st.column_config.NumberColumn("Precision", format="percent"),
+            "recall": st.column_config.NumberColumn("Recall", format="percent"),
+        },
+    )
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,230 @@
+"""The dashboard in a real browser: `insiders dashboard` on loopback, Debian's headless
+Chromium driven by Playwright, against a snapshot published by a real run.
+
+Each page is checked against the snapshot read directly with DuckDB, and a screenshot of
+each is saved under ``test-artifacts/`` (``$INSIDERS_TEST_ARTIFACTS``). The last test
+runs the pipeline while the dashboard answers, and waits for the open page to show the
+new run without a reload.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pytest
+
+from tests.browser import (
+    ARTIFACTS,
+    chromium,
+    new_page,
+    screenshot,
+    serve_dashboard,
+    wait_until_idle,
+)
+
+
+def snapshot_query(snapshot: Path, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+    con = duckdb.connect(str(snapshot), read_only=True)
+    try:
+        return con.execute(sql, params or []).df()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(demo_snapshot: Path) -> Iterator[str]:
+    with serve_dashboard(demo_snapshot, ARTIFACTS / "dashboard-server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, dashboard_url: str) -> Iterator[Any]:
+    with new_page(browser) as browser_page:
+        yield browser_page
+
+
+def open_page(page: Any, url: str, marker: str) -> None:
+    """Open a dashboard page and wait until its script has run and ``marker`` shows."""
+    page.goto(url)
+    page.get_by_text(marker, exact=True).first.wait_for()
+    wait_until_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "This page failed" not in page.inner_text("body")
+
+
+def metric(page: Any, label: str) -> str:
+    """The value shown by the st.metric labelled ``label``."""
+    box = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=label)
+    )
+    return box.first.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def test_overview_shows_the_kpis_of_the_snapshot(page, dashboard_url, demo_snapshot):
+    open_page(page, dashboard_url, "Overview")
+    screenshot(page, "overview")
+    kpis = snapshot_query(demo_snapshot, "select * from insiders.kpis").iloc[0]
+    info = snapshot_query(demo_snapshot, "select * from main.snapshot_info").iloc[0]
+    members = snapshot_query(demo_snapshot, "select count(*) as n from insiders.members")
+    assert int(metric(page, "Insiders").replace(",", "")) == members["n"].iloc[0]
+    assert int(metric(page, "Insiders").replace(",", "")) == kpis["insiders"]
+    assert metric(page, "Share of customers") == f"{kpis['share_of_customers']:.1%}"
+    assert metric(page, "Share of revenue") == f"{kpis['share_of_all_revenue']:.1%}"
+    assert metric(page, "As of") == str(pd.Timestamp(info["as_of"]).date())
+    assert metric(page, "Run") == info["run_id"]
+    forecast = snapshot_query(
+        demo_snapshot,
+        "select coalesce(calibrated_revenue, expected_revenue) as value "
+        "from insiders.revenue_forecast where period = 'forecast' and customer_group = 'insiders'",
+    )
+    assert metric(page, "Expected revenue (next months)") == f"£{forecast['value'].iloc[0]:,.0f}"
+
+
+def test_clusters_page_shows_profiles_charts_and_model_selection(page, dashboard_url):
+    open_page(page, f"{dashboard_url}/clusters", "Model selection")
+    for header in ("Cluster profile", "Customers in the embedding", "Model selection"):
+        assert page.get_by_text(header, exact=True).count() >= 1
+    # Vega-Lite charts render in the browser: size, revenue share, R, F, M and the scatter.
+    page.locator('[data-testid="stVegaLiteChart"]').nth(5).wait_for()
+    screenshot(page, "clusters")
+
+
+def choose(page: Any, label: str, option: str) -> None:
+    """Pick ``option`` in the multiselect labelled ``label``."""
+    box = page.locator('[data-testid="stMultiSelect"]').filter(has_text=label)
+    box.locator("input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.keyboard.press("Escape")
+    wait_until_idle(page)
+
+
+def test_insiders_page_filters_and_downloads_the_rows_of_the_snapshot(
+    page, dashboard_url, demo_snapshot, tmp_path
+):
+    members = snapshot_query(demo_snapshot, "select * from insiders.members")
+    country = members["country"].value_counts().index[0]
+    in_country = members[members["country"] == country]
+    search = str(in_country.sort_values("monetary")["customer_id"].iloc[-1])[:3]
+    expected = snapshot_query(
+        demo_snapshot,
+        "select customer_id from insiders.members "
+        "where country = ? and contains(lower(customer_id), lower(?))",
+        [country, search],
+    )
+    assert 0 < len(expected) < len(members)  # the filters really narrow the list
+
+    open_page(page, f"{dashboard_url}/insiders", "Customer detail")
+    assert page.get_by_text(f"{len(members):,} of {len(members):,} members shown.").count() == 1
+    choose(page, "Country", country)
+    search_box = page.get_by_label("Search customer id")
+    search_box.fill(search)
+    search_box.press("Enter")
+    wait_until_idle(page)
+    shown = f"{len(expected):,} of {len(members):,} members shown."
+    page.get_by_text(shown).wait_for()
+    screenshot(page, "insiders")
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "insiders_members.csv"
+    shutil.copy(saved, ARTIFACTS / saved.name)
+    rows = pd.read_csv(io.StringIO(saved.read_text()), dtype={"customer_id": str})
+    assert sorted(rows["customer_id"]) == sorted(expected["customer_id"])
+    assert set(rows["country"]) == {country}
+    # The downloaded values are the snapshot's, not a rounding of them.
+    merged = rows.merge(members, on="customer_id", suffixes=("_csv", ""))
+    assert (merged["monetary_csv"] - merged["monetary"].astype(float)).abs().max() < 1e-6
+
+
+def test_movement_page_shows_the_movement_and_the_rules_in_words(
+    page, dashboard_url, demo_snapshot
+):
+    open_page(page, f"{dashboard_url}/movement", "Eligibility rules")
+    rules = snapshot_query(demo_snapshot, "select rule_id from insiders.eligibility_rules")
+    body = page.inner_text("body")
+    for rule_id in rules["rule_id"]:
+        assert f"Rule {rule_id}." in body
+    assert page.get_by_text("Members entered, left and stayed", exact=True).count() == 1
+    screenshot(page, "movement")
+
+
+def test_the_dashboard_keeps_answering_while_a_run_writes_the_warehouse(
+    browser: Any, demo_snapshot: Path, tmp_path: Path
+):
+    """A second pipeline run writes the warehouse whose snapshot the dashboard shows: every
+    page load during the run succeeds, and the open page then shows the new run by
+    itself (no reload, no restart)."""
+    source_root = demo_snapshot.parent.parent.parent
+    warehouse_dir = tmp_path / "wh"
+    shutil.copytree(demo_snapshot.parent.parent, warehouse_dir, symlinks=True)
+    snapshot = warehouse_dir / "bi" / demo_snapshot.name
+    old_run = snapshot_query(snapshot, "select run_id from main.snapshot_info")["run_id"][0]
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME",)}
+    env.pop("INSIDERS_WAREHOUSE", None)
+    run_log = ARTIFACTS / "concurrent-run.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with (
+        serve_dashboard(snapshot, ARTIFACTS / "dashboard-server-concurrent.log") as url,
+        new_page(browser) as browser_page,
+        run_log.open("w") as log,
+    ):
+        open_page(browser_page, url, "Overview")
+        assert metric(browser_page, "Run") == old_run
+        run = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "insiders"),
+                "run",
+                "--warehouse",
+                str(warehouse_dir / "warehouse.duckdb"),
+                "--source",
+                str(source_root / "data"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        loads_during_run = 0
+        try:
+            while run.poll() is None:
+                open_page(browser_page, f"{url}/insiders", "Customer detail")
+                open_page(browser_page, url, "Overview")
+                assert metric(browser_page, "Run") in (old_run, *_runs_published(snapshot))
+                if run.poll() is None:
+                    loads_during_run += 1
+        finally:
+            if run.poll() is None:
+                run.kill()
+        assert run.wait() == 0, f"the concurrent run failed: see {run_log}"
+        assert loads_during_run >= 3, "the run ended before the dashboard was exercised"
+
+        new_run = snapshot_query(snapshot, "select run_id from main.snapshot_info")["run_id"][0]
+        assert new_run != old_run
+        # Leave the overview open as it was before the swap, and wait for it to notice.
+        deadline = time.monotonic() + 60
+        while metric(browser_page, "Run") != new_run:
+            assert time.monotonic() < deadline, "the open page never showed the new snapshot"
+            time.sleep(1)
+        screenshot(browser_page, "overview-after-concurrent-run")
+
+
+def _runs_published(snapshot: Path) -> tuple[str, ...]:
+    """The run ids the snapshot may show by now (it can be swapped at any moment)."""
+    return tuple(snapshot_query(snapshot, "select run_id from main.snapshot_info")["run_id"])
