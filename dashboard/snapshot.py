@@ -210,17 +210,18 @@ class MemberFilter:
     min_monetary: float | None = None
 
 
-def snapshot_path() -> Path:
+def snapshot_path(warehouse: Path | None = None) -> Path:
     """``$INSIDERS_BI_SNAPSHOT``, else ``insiders_bi.duckdb`` in the BI directory of the
-    warehouse (``$INSIDERS_BI_DIR``, else ``bi/`` beside ``$INSIDERS_WAREHOUSE`` or the
-    default warehouse): the same file ``insiders run`` publishes.
+    warehouse (``$INSIDERS_BI_DIR``, else ``bi/`` beside ``warehouse``, else beside
+    ``$INSIDERS_WAREHOUSE`` or the default warehouse): the same file ``insiders run``
+    publishes.
 
     Raises ``ValueError`` for a warehouse named like a schema (see ``resolve_warehouse``).
     """
     chosen = os.environ.get(SNAPSHOT_ENV)
     if chosen:
         return Path(chosen).expanduser()
-    return resolve_bi_dir(resolve_warehouse()) / SNAPSHOT_FILE
+    return resolve_bi_dir(warehouse or resolve_warehouse()) / SNAPSHOT_FILE
 
 
 def fingerprint(path: Path) -> Fingerprint | None:

@@ -184,13 +184,10 @@ def _dashboard(warehouse: Path, port: int, address: str, snapshot: Path | None) 
     The dashboard opens only the snapshot, read-only: it never contends with a run.
     """
     import dashboard
-    from orchestration.bi_snapshot import SNAPSHOT_ENV, SNAPSHOT_FILE, resolve_bi_dir
+    from dashboard.snapshot import snapshot_path
+    from orchestration.bi_snapshot import SNAPSHOT_ENV
 
-    path = snapshot or (
-        Path(os.environ[SNAPSHOT_ENV])
-        if os.environ.get(SNAPSHOT_ENV)
-        else resolve_bi_dir(warehouse) / SNAPSHOT_FILE
-    )
+    path = snapshot or snapshot_path(warehouse)
     os.environ[SNAPSHOT_ENV] = str(path.expanduser().resolve())
     app = Path(dashboard.__file__).resolve().parent / "app.py"
     print(f"dashboard on http://{address}:{port} reading {os.environ[SNAPSHOT_ENV]}", flush=True)
