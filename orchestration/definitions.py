@@ -46,7 +46,7 @@ from dagster_dbt import (
 from models_py.report import REPORT_TABLES
 from orchestration.bi_snapshot import SNAPSHOT_TABLES, publish_snapshot
 from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR
-from orchestration.insiders_steps import evaluate_membership, run_backtest, run_forecast
+from orchestration.insiders_steps import run_rolling_evaluation
 from orchestration.report_asset import write_report
 from orchestration.resources import BiSnapshotResource, BuildSettings, WarehouseResource
 from orchestration.segmentation_asset import SegmentationConfig, run_segmentation
@@ -152,8 +152,9 @@ def insiders_dbt_assets(
     os.environ[WAREHOUSE_ENV] = warehouse.path  # the dbt profile reads it
     os.environ["DBT_INDIRECT_SELECTION"] = "buildable"
     args = ["build"]
-    if settings.as_of:
-        args += ["--vars", json.dumps({"as_of": settings.as_of})]
+    dbt_vars = settings.dbt_vars()
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
     yield from dbt.cli(args, context=context).stream()
 
 
@@ -198,22 +199,22 @@ def _models(*names: str) -> list[AssetKey]:
 
 
 ANALYTICS_TABLES = {
-    "membership_evaluations": "Every customer at every monthly re-evaluation date, scored with "
-    "the current model: the input of the membership ledger.",
-    "backtest_groups": "Share of the revenue after the cut-off of the Insiders chosen before "
-    "it, of random groups and of the top customers by past monetary.",
-    "backtest_members": "The Insiders chosen at the cut-off (the model refitted on the data "
-    "before it).",
-    "customer_forecast": "Per customer: probability alive, expected purchases, spend and "
-    "revenue over the horizon (BG/NBD + Gamma-Gamma, pymc-marketing).",
-    "revenue_forecast": "Expected revenue per group with an interval, and the backtest's "
-    "predicted against actual revenue.",
+    "insiders_definitions": "The candidate definitions of the Insiders, in words.",
+    "definition_members": "Every definition's members at every monthly re-evaluation date, "
+    "chosen with the data before the date.",
+    "definition_evaluation": "At every rolling-origin evaluation origin, each definition's "
+    "(and random groups') share of the horizon's net revenue.",
+    "group_forecasts": "Each definition's group's revenue over the horizon: last-horizon "
+    "level, trend and seasonal factors, an interval from earlier origins' errors, and the "
+    "actual once the horizon is over.",
+    "customer_forecast": "Per customer at the as-of: probability alive, expected purchases, "
+    "spend and revenue over the horizon (BG/NBD + Gamma-Gamma, pymc-marketing).",
 }
 
 
 class AnalyticsConfig(Config):
-    """Random groups drawn for the backtest's baseline, the forecast interval's
-    confidence, and the seed of every draw and fit."""
+    """Random groups drawn per origin for the baseline, the central share of their
+    draws reported, and the seed of every draw and fit."""
 
     random_groups: int = 1000
     confidence: float = 0.9
@@ -231,6 +232,7 @@ class AnalyticsConfig(Config):
                 CUSTOMER_SEGMENTS,
                 *_models(
                     "int_customer_features__evaluations",
+                    "int_customer_scores__evaluations",
                     "int_evaluation_dates",
                     "int_customer_purchase_histories",
                 ),
@@ -242,26 +244,18 @@ class AnalyticsConfig(Config):
 def insiders_analytics(
     context: AssetExecutionContext, config: AnalyticsConfig, warehouse: WarehouseResource
 ):
-    """Membership at every monthly re-evaluation, the time backtest, the revenue forecast.
-
-    One step for the three (each writes its own tables in its own transaction): dbt then
-    builds every mart over them in one step, instead of one dbt step after each.
+    """The rolling-origin evaluation: every candidate definition of the Insiders at every
+    monthly date, scored on the revenue after each origin, and the groups' forecasts.
+    dbt then chooses the definition (``insiders.definition_choice``) and builds the marts.
     """
-    path = Path(warehouse.path)
-    membership = evaluate_membership(path, context.log)
-    yield MaterializeResult(
-        asset_key=AssetKey(["ml", "membership_evaluations"]),
-        metadata={
-            **{k: v for k, v in membership.items() if k != "qualifying_per_date"},
-            "qualifying_per_date": MetadataValue.json(membership["qualifying_per_date"]),
-        },
+    metadata = run_rolling_evaluation(
+        Path(warehouse.path), config.random_groups, config.confidence, config.seed, context.log
     )
-    backtest = run_backtest(path, config.random_groups, config.seed, context.log)
-    for table in ("backtest_groups", "backtest_members"):
-        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=backtest)
-    forecast = run_forecast(path, config.confidence, config.seed, context.log)
-    for table in ("customer_forecast", "revenue_forecast"):
-        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=forecast)
+    for key in ("shares_of_horizon_revenue", "current_forecasts"):
+        if key in metadata:
+            metadata[key] = MetadataValue.md(metadata[key])
+    for table in ANALYTICS_TABLES:
+        yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=metadata)
 
 
 # --- the report ---------------------------------------------------------------------

@@ -78,34 +78,62 @@ create table if not exists ml.group_evidence (
     mann_whitney_u double not null,
     p_value double not null
 );
-create table if not exists ml.membership_evaluations (
-    customer_id varchar not null,
-    evaluation_date date not null,
-    cluster_id integer not null,
-    cluster_name varchar not null,
-    is_insider boolean not null,
+-- The rolling-origin evaluation (orchestration/insiders_steps.py). Tables of the
+-- single-cut-off backtest it replaced are dropped from older warehouses.
+drop table if exists ml.membership_evaluations;
+drop table if exists ml.backtest_groups;
+drop table if exists ml.backtest_members;
+drop table if exists ml.revenue_forecast;
+create table if not exists ml.insiders_definitions (
+    definition varchar not null,
+    description varchar not null,
+    sort_order integer not null,
     as_of date not null,
     run_id varchar not null
 );
-create table if not exists ml.backtest_groups (
-    run_id varchar not null,
+create table if not exists ml.definition_members (
+    evaluation_date date not null,
+    definition varchar not null,
+    customer_id varchar not null,
+    member_rank integer not null,
     as_of date not null,
-    cutoff_date date not null,
-    holdout_end date not null,
-    model varchar not null,
-    customer_group varchar not null,
-    customers bigint not null,
-    holdout_revenue double not null,
-    share_of_holdout_revenue double not null,
-    share_ci_low double,
-    share_ci_high double,
-    random_groups_at_least_as_good double
+    run_id varchar not null
 );
-create table if not exists ml.backtest_members (
-    run_id varchar not null,
+create table if not exists ml.definition_evaluation (
+    origin_date date not null,
+    horizon_end date not null,
+    definition varchar not null,
+    members bigint not null,
+    customers_known bigint not null,
+    horizon_revenue double not null,
+    total_horizon_revenue double not null,
+    share_of_horizon_revenue double,
+    share_low double,
+    share_high double,
     as_of date not null,
-    cutoff_date date not null,
-    customer_id varchar not null
+    run_id varchar not null
+);
+create table if not exists ml.group_forecasts (
+    origin_date date not null,
+    horizon_end date not null,
+    definition varchar not null,
+    customers bigint not null,
+    naive_revenue double not null,
+    trend_factor double not null,
+    seasonal_factor double not null,
+    season_observed boolean not null,
+    forecast_revenue double not null,
+    lower_bound double not null,
+    upper_bound double not null,
+    log_half_width double not null,
+    errors_behind_interval integer not null,
+    interval_method varchar not null,
+    model_revenue double,
+    actual_revenue double,
+    log_error double,
+    parameters json,
+    as_of date not null,
+    run_id varchar not null
 );
 create table if not exists ml.customer_forecast (
     customer_id varchar not null,
@@ -118,29 +146,6 @@ create table if not exists ml.customer_forecast (
     as_of date not null,
     run_id varchar not null
 );
-create table if not exists ml.revenue_forecast (
-    run_id varchar not null,
-    as_of date not null,
-    period varchar not null,
-    customer_group varchar not null,
-    customers bigint not null,
-    period_start date not null,
-    period_end date not null,
-    horizon_days integer not null,
-    expected_revenue double not null,
-    lower_bound double,
-    upper_bound double,
-    calibrated_revenue double,
-    confidence double,
-    interval_method varchar,
-    actual_revenue double,
-    error double,
-    relative_error double,
-    absolute_percentage_error double,
-    parameters json
-);
--- Warehouses made before the calibrated point existed gain the column.
-alter table ml.revenue_forecast add column if not exists calibrated_revenue double;
 create table if not exists ml.cluster_centroids (
     run_id varchar not null,
     as_of date not null,

@@ -24,11 +24,31 @@ class BuildSettings(ConfigurableResource):
     """Settings of the whole run, shared by every dbt step of it.
 
     ``as_of`` (YYYY-MM-DD): compute customer features as of this date; empty: the day
-    after the last invoice. A resource, not op config, because Dagster may run the dbt
-    assets as several steps in one run, and they must all agree.
+    after the last invoice. ``insiders_definition``: force this definition of the
+    Insiders (one of ``models_py.insiders_definitions.DEFINITIONS``) instead of the one
+    with the best rolling-origin evidence; empty: automatic. A resource, not op config,
+    because Dagster may run the dbt assets as several steps in one run, and they must
+    all agree.
     """
 
     as_of: str = ""
+    insiders_definition: str = ""
+
+    def dbt_vars(self) -> dict[str, str]:
+        """The dbt vars of the run, each checked where it enters."""
+        from models_py.insiders_definitions import DEFINITIONS
+
+        out: dict[str, str] = {}
+        if self.as_of:
+            out["as_of"] = self.as_of
+        if self.insiders_definition:
+            if self.insiders_definition not in DEFINITIONS:
+                raise ValueError(
+                    f"settings.insiders_definition: unknown definition "
+                    f"{self.insiders_definition!r}; one of {', '.join(DEFINITIONS)}"
+                )
+            out["insiders_definition"] = self.insiders_definition
+        return out
 
 
 class BiSnapshotResource(ConfigurableResource):

@@ -32,6 +32,7 @@ from models_py.clustering import (
     score_with_model,
     silhouette_from_distances,
 )
+from models_py.clustering.naming import INSIDER_MEAN_FLOOR, value_order
 from models_py.clustering.preprocess import signed_log1p
 from models_py.clustering.selection import mark_choice
 
@@ -139,17 +140,19 @@ def test_selection_metric_is_configurable(fitted):
     assert chosen["silhouette_features"] == eligible["silhouette_features"].max()
 
 
-def test_insiders_are_the_highest_mean_monetary_cluster(customers, fitted):
+def test_insiders_are_the_most_valuable_cluster(customers, fitted):
     labels = fitted.labels
     merged = customers.merge(labels, on="customer_id")
-    means = merged.groupby("cluster_id")["monetary"].mean()
+    monetary = merged.groupby("cluster_id")["monetary"]
+    means, totals = monetary.mean(), monetary.sum()
+    qualifying = means >= INSIDER_MEAN_FLOOR * means.max()
     insiders = labels.loc[labels["is_insider"], "cluster_id"].unique()
     assert len(insiders) == 1
-    assert insiders[0] == means.idxmax()
+    assert insiders[0] == totals[qualifying].idxmax()
     assert (labels.loc[labels["is_insider"], "cluster_name"] == "Insiders").all()
-    # First run: ids are ordered by descending mean monetary, so the Insiders are 0.
+    # First run: ids are numbered in value order, so the Insiders are 0.
     assert insiders[0] == 0
-    assert list(means.sort_values(ascending=False).index) == sorted(means.index)
+    assert value_order(merged, merged["cluster_id"].to_numpy()) == sorted(means.index)
     names = labels.groupby("cluster_id")["cluster_name"].first()
     assert names.is_unique
 
@@ -161,8 +164,11 @@ def test_profile_adds_up(customers, fitted):
     assert profile["share_of_revenue"].sum() == pytest.approx(1.0)
     assert profile["revenue"].sum() == pytest.approx(customers["monetary"].sum())
     assert profile["is_insider"].sum() == 1
-    assert profile.loc[profile["is_insider"], "mean_monetary"].iloc[0] == pytest.approx(
-        profile["mean_monetary"].max()
+    qualifying = profile[
+        profile["mean_monetary"] >= INSIDER_MEAN_FLOOR * profile["mean_monetary"].max()
+    ]
+    assert profile.loc[profile["is_insider"], "revenue"].iloc[0] == pytest.approx(
+        qualifying["revenue"].max()
     )
     assert profile["cluster_name"].is_unique
     for column in ("median_recency_days", "mean_avg_ticket", "median_return_rate"):
@@ -178,6 +184,103 @@ def test_names_follow_the_profile(customers):
     assert names[2] == "Recent newcomers"
     assert len(set(names.values())) == len(names)
     assert insider_cluster(customers, labels) == 0
+
+
+def hand_made_clusters(
+    clusters: dict[int, tuple[int, float, float]], seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Customers built by hand: cluster id -> (customers, monetary, recency_days), every
+    customer of a cluster alike; rows shuffled. Returns the customers and their labels."""
+    frames = [
+        pd.DataFrame(
+            {
+                "cluster": cluster_id,
+                "monetary": float(monetary),
+                "recency_days": float(recency),
+                "frequency": max(1.0, monetary / 500.0),
+                "avg_ticket": monetary / max(1.0, monetary / 500.0),
+                "avg_basket_size": 100.0,
+                "tenure_days": 300.0,
+                "return_rate": 0.0,
+            },
+            index=range(size),
+        )
+        for cluster_id, (size, monetary, recency) in clusters.items()
+    ]
+    customers = pd.concat(frames, ignore_index=True)
+    customers = customers.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    return customers, customers["cluster"].to_numpy()
+
+
+def test_insiders_are_the_biggest_revenue_among_high_mean_clusters():
+    # A: 50 customers at 10,000 (500k); B: 125 at 8,000 (1.0M); C: 3,000 at 300 (900k).
+    # A has the highest mean, but B brings twice its revenue at a similar mean.
+    customers, labels = hand_made_clusters(
+        {0: (50, 10_000.0, 20.0), 1: (125, 8_000.0, 30.0), 2: (3_000, 300.0, 100.0)}
+    )
+    monetary = customers.groupby("cluster")["monetary"]
+    assert monetary.mean().idxmax() == 0
+    assert list(monetary.sum()) == [500_000.0, 1_000_000.0, 900_000.0]
+    assert insider_cluster(customers, labels) == 1
+    assert value_order(customers, labels) == [1, 0, 2]
+    names = name_clusters(customers, labels)
+    assert names[1] == "Insiders"
+    assert "Insiders" not in {names[0], names[2]}
+    assert len(set(names.values())) == len(names)
+    profile = cluster_profile(customers, labels, names)
+    assert profile.loc[profile["is_insider"], "cluster_id"].tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("big_mean", "insider"),
+    [
+        (4_900.0, 2),  # below half the top mean: its size does not count
+        (5_000.0, 1),  # exactly half qualifies, and then the largest total wins
+    ],
+)
+def test_a_huge_low_mean_cluster_does_not_win_on_size(big_mean, insider):
+    # Cluster 1 has by far the largest total revenue (10,000 customers).
+    customers, labels = hand_made_clusters(
+        {0: (20, 10_000.0, 10.0), 1: (10_000, big_mean, 50.0), 2: (40, 6_000.0, 20.0)}
+    )
+    assert insider_cluster(customers, labels) == insider
+    order = value_order(customers, labels)
+    assert order == ([2, 0, 1] if insider == 2 else [1, 2, 0])
+    assert name_clusters(customers, labels)[insider] == "Insiders"
+
+
+def test_a_single_qualifying_cluster_is_the_insiders():
+    # Only cluster 0 reaches half the top mean (its own); the others follow by mean,
+    # not by total, although cluster 2 brings five times cluster 1's revenue.
+    customers, labels = hand_made_clusters(
+        {0: (10, 10_000.0, 30.0), 1: (100, 4_000.0, 10.0), 2: (1_000, 2_000.0, 5.0)}
+    )
+    assert insider_cluster(customers, labels) == 0
+    assert value_order(customers, labels) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("clusters", "insider"),
+    [
+        # equal totals (600k): the higher mean wins
+        ({3: (100, 6_000.0, 10.0), 5: (60, 10_000.0, 40.0)}, 5),
+        # equal totals and means: the lower mean recency wins
+        ({3: (100, 8_000.0, 40.0), 5: (100, 8_000.0, 10.0)}, 5),
+        # all equal: the lower id wins
+        ({5: (100, 8_000.0, 10.0), 3: (100, 8_000.0, 10.0)}, 3),
+    ],
+)
+def test_insider_ties_are_broken_by_mean_then_recency_then_id(clusters, insider):
+    customers, labels = hand_made_clusters({**clusters, 7: (500, 100.0, 5.0)})
+    assert insider_cluster(customers, labels) == insider
+    assert value_order(customers, labels) == [insider, 8 - insider, 7]
+
+
+def test_insiders_when_every_cluster_loses_money():
+    # Half of a negative top mean lies above it; the top-mean cluster still qualifies.
+    customers, labels = hand_made_clusters({0: (10, -100.0, 10.0), 1: (10, -10.0, 10.0)})
+    assert insider_cluster(customers, labels) == 1
+    assert value_order(customers, labels) == [1, 0]
 
 
 def test_names_are_made_unique():

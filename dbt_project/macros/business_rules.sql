@@ -23,12 +23,17 @@
 {%- endmacro %}
 
 {#- A quintile score from 1 to 5, 5 being best. Ties share a score (the bucket of
-    their first rank), so the score never depends on row order. -#}
-{% macro rfm_score(column, higher_is_better=true) -%}
+    their first rank), so the score never depends on row order. partition_by scores
+    within each value of that column (each evaluation date). -#}
+{% macro rfm_score(column, higher_is_better=true, partition_by=none) -%}
+    {%- set window = ('partition by ' ~ partition_by ~ ' ') if partition_by else '' -%}
     cast(
         1 + floor(
-            5.0 * (rank() over (order by {{ column }} {{ 'asc' if higher_is_better else 'desc' }}) - 1)
-            / count(*) over ()
+            5.0 * (
+                rank() over ({{ window }}order by {{ column }} {{ 'asc' if higher_is_better else 'desc' }})
+                - 1
+            )
+            / count(*) over ({{ window }})
         ) as integer
     )
 {%- endmacro %}

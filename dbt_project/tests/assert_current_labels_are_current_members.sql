@@ -1,10 +1,10 @@
-{#- Every customer the latest run labels an Insider holds a current membership in the
-    ledger (the ledger may hold more: members in their grace period). -#}
+{#- Every current Insider holds a current membership in the ledger (the ledger may
+    hold more: members in their grace period). -#}
 with
 
 segments as (
 
-    select * from {{ ref('stg_ml__customer_segments') }}
+    select * from {{ ref('customer_membership') }}
 
 ),
 

@@ -1,10 +1,11 @@
-{#- insiders.members holds exactly the customers labelled is_insider, and kpis and
+{#- insiders.members holds exactly the customers marked is_insider in
+    customer_membership (the chosen definition's members at as_of), and kpis and
     cluster_profile count the same number. -#}
 with
 
 labelled as (
 
-    select customer_id from {{ ref('stg_ml__customer_segments') }}
+    select customer_id from {{ ref('customer_membership') }}
     where is_insider
 
 ),
@@ -31,9 +32,8 @@ counts as (
         (select count(*) from members) as member_count,
         (select coalesce(sum(kpis.insiders), 0) from {{ ref('kpis') }} as kpis) as kpi_count,
         (
-            select coalesce(sum(profile.customers), 0)
+            select coalesce(sum(profile.insiders_members), 0)
             from {{ ref('cluster_profile') }} as profile
-            where profile.is_insider
         ) as profile_count
 
 )

@@ -5,8 +5,16 @@ derived *only* from its profile relative to the whole customer base, by fixed
 rules (below) rather than by hand: the names must be reproducible on every run
 and must change when, and only when, a cluster's behaviour does.
 
-The Insiders are the cluster with the highest mean net revenue (``monetary``);
-ties go to the lowest mean ``recency_days`` (the more recently active), then to
+The Insiders are the most valuable cluster: among the clusters whose mean net
+revenue (monetary) is at least half the highest cluster mean, the one with the
+largest total net revenue; ties go to the higher mean, then the lower mean
+recency_days, then the lower cluster id.
+
+"Half" is ``INSIDER_MEAN_FLOOR``. The cluster with the highest mean always
+qualifies, even in the degenerate case where that mean is not positive (then half
+of it would lie above it). ``value_order`` ranks every cluster the same way: the
+qualifying clusters first, by the rule above (so the Insiders come first), then
+the others by mean monetary descending, ties to the lower mean recency_days, then
 the lower cluster id.
 
 Naming rule. For each cluster take the MEDIAN of recency_days, frequency,
@@ -27,8 +35,8 @@ count half): >= 0.65 is "high", <= 0.35 is "low". The first matching rule wins:
    "Recent newcomers"; basket high -> "Big baskets"; basket low -> "Small baskets";
    monetary high -> "Solid spenders"; otherwise "Mainstream"
 
-Names are made unique by suffixing " 2", " 3", ... in order of descending mean
-monetary (the more valuable cluster keeps the plain name).
+Names are made unique by suffixing " 2", " 3", ... in ``value_order`` (the more
+valuable cluster keeps the plain name).
 """
 
 from __future__ import annotations
@@ -42,6 +50,12 @@ HIGH = 0.65
 LOW = 0.35
 HIGH_RETURNS_PERCENTILE = 0.85
 INSIDERS = "Insiders"
+# A cluster qualifies for the Insiders if its mean monetary is at least this share
+# of the highest cluster mean; the largest total revenue among those wins. Ranking
+# by mean alone lets a cluster of a few extreme spenders outrank a cluster bringing
+# twice the revenue at a similar mean; ranking by total alone lets a huge low-value
+# cluster win on size alone. The floor keeps the Insiders high-value per customer.
+INSIDER_MEAN_FLOOR = 0.5
 
 PROFILE_FEATURES: tuple[str, ...] = (
     "recency_days",
@@ -71,25 +85,43 @@ def _labels_series(customers: pd.DataFrame, labels: Sequence[int] | np.ndarray) 
 
 
 def insider_cluster(customers: pd.DataFrame, labels: Sequence[int] | np.ndarray) -> int:
-    """The cluster id with the highest mean monetary (ties: lowest mean recency, lowest id)."""
+    """The Insiders cluster id: among the clusters whose mean monetary is at least
+    ``INSIDER_MEAN_FLOOR`` times the highest cluster mean, the one with the largest
+    total monetary (ties: higher mean, lower mean recency, lower id)."""
     return value_order(customers, labels)[0]
 
 
 def value_order(customers: pd.DataFrame, labels: Sequence[int] | np.ndarray) -> list[int]:
-    """Cluster ids from most to least valuable: mean monetary descending, then mean
-    recency ascending, then id. The first one is the Insiders cluster."""
-    means = (
-        customers[["monetary", "recency_days"]]
-        .groupby(_labels_series(customers, labels))
-        .mean()
-        .reset_index()
-        .sort_values(
-            ["monetary", "recency_days", "cluster_id"],
-            ascending=[False, True, True],
-            kind="stable",
-        )
+    """Every cluster id from most to least valuable; the first one is the Insiders.
+
+    First the qualifying clusters (mean monetary at least ``INSIDER_MEAN_FLOOR`` times
+    the highest cluster mean): total monetary descending, then mean monetary
+    descending, mean recency ascending, id ascending. Then the other clusters: mean
+    monetary descending, then mean recency ascending, id ascending.
+    """
+    series = _labels_series(customers, labels)
+    grouped = customers[["monetary", "recency_days"]].groupby(series)
+    stats = pd.DataFrame(
+        {
+            "total": grouped["monetary"].sum(),
+            "mean": grouped["monetary"].mean(),
+            "recency": grouped["recency_days"].mean(),
+        }
     )
-    return [int(c) for c in means["cluster_id"]]
+    stats.index.name = "cluster_id"
+    stats = stats.reset_index()
+    top = float(stats["mean"].max())
+    # min(): with a non-positive top mean, half of it would exclude every cluster.
+    qualifies = stats["mean"] >= min(top, INSIDER_MEAN_FLOOR * top)
+    leaders = stats[qualifies].sort_values(
+        ["total", "mean", "recency", "cluster_id"],
+        ascending=[False, False, True, True],
+        kind="stable",
+    )
+    rest = stats[~qualifies].sort_values(
+        ["mean", "recency", "cluster_id"], ascending=[False, True, True], kind="stable"
+    )
+    return [int(c) for c in pd.concat([leaders, rest])["cluster_id"]]
 
 
 def _mid_rank(base: np.ndarray, value: float) -> float:

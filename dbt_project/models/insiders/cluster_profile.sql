@@ -1,10 +1,12 @@
 {#- Questions 2 and 3, how many and what characterises them: one row per cluster,
-    its size and value, and how it differs from the whole base (ratio to the base). -#}
+    its size and value, how it differs from the whole base (ratio to the base), and how
+    many of the Insiders (the chosen definition's members) it holds. is_insider marks
+    the cluster named Insiders (the most valuable cluster). -#}
 with
 
 segments as (
 
-    select * from {{ ref('stg_ml__customer_segments') }}
+    select * from {{ ref('customer_membership') }}
 
 ),
 
@@ -19,6 +21,7 @@ labelled as (
     select
         segments.cluster_id,
         segments.cluster_name,
+        segments.in_insiders_cluster,
         segments.is_insider,
         segments.as_of,
         customers.recency_days,
@@ -57,7 +60,8 @@ clusters as (
     select
         cluster_id,
         any_value(cluster_name) as cluster_name,
-        bool_or(is_insider) as is_insider,
+        bool_or(in_insiders_cluster) as is_insider,
+        count(*) filter (where is_insider) as insiders_members,
         any_value(as_of) as as_of,
         count(*) as customers,
         sum(monetary) as revenue,
@@ -89,6 +93,8 @@ final as (
         clusters.as_of,
         clusters.customers,
         clusters.customers / base.customers as share_of_customers,
+        clusters.insiders_members,
+        clusters.insiders_members / clusters.customers as insiders_members_share,
         cast(clusters.revenue as decimal(18, 4)) as revenue,
         cast(clusters.revenue / nullif(base.revenue, 0) as double) as share_of_revenue,
         clusters.items,

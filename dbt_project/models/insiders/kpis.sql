@@ -3,7 +3,7 @@ with
 
 segments as (
 
-    select * from {{ ref('stg_ml__customer_segments') }}
+    select * from {{ ref('customer_membership') }}
 
 ),
 

@@ -1,10 +1,12 @@
-{#- Question 1, who is eligible: the current Insiders, with the features that put them
-    there, the date their current membership began and what they should spend next. -#}
+{#- Question 1, who is eligible: the current Insiders (the members of the chosen
+    definition, insiders.definition_choice), with their features, their cluster, the
+    date their current membership began and what they should spend next: the group's
+    forecast split among them by their BG/NBD + Gamma-Gamma expected revenue. -#}
 with
 
 segments as (
 
-    select * from {{ ref('stg_ml__customer_segments') }}
+    select * from {{ ref('customer_membership') }}
 
 ),
 
@@ -23,6 +25,23 @@ history as (
 forecast as (
 
     select * from {{ ref('stg_ml__customer_forecast') }}
+
+),
+
+group_forecast as (
+
+    select * from {{ ref('revenue_forecast') }}
+    where customer_group = 'insiders'
+
+),
+
+model_total as (
+
+    select sum(forecast.expected_revenue) as model_revenue
+    from forecast
+    inner join segments
+        on forecast.customer_id = segments.customer_id
+    where segments.is_insider
 
 ),
 
@@ -46,7 +65,12 @@ final as (
         customers.rfm_segment,
         history.valid_from as member_since,
         history.membership_number,
-        forecast.expected_revenue as expected_revenue_next_months,
+        segments.member_rank,
+        segments.definition,
+        forecast.expected_revenue
+        * group_forecast.expected_revenue
+        / nullif(model_total.model_revenue, 0) as expected_revenue_next_months,
+        forecast.expected_revenue as model_expected_revenue,
         forecast.probability_alive,
         segments.as_of,
         segments.run_id
@@ -58,6 +82,8 @@ final as (
         on segments.customer_id = history.customer_id and history.is_current
     left join forecast
         on segments.customer_id = forecast.customer_id
+    cross join group_forecast
+    cross join model_total
     where segments.is_insider
 
 )

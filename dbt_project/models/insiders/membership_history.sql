@@ -1,5 +1,6 @@
 {#- Question 7, what removes a person: the membership ledger. A customer enters at the
-    first re-evaluation where they qualify (are in the Insiders cluster). A member who
+    first re-evaluation where they qualify (are among the members of the chosen
+    definition, insiders.definition_choice, chosen with the data before that date). A member who
     stops qualifying stays var('membership_grace_cycles') re-evaluations more and leaves
     at the next one still failed; qualifying again within the grace keeps the same
     membership. One row per membership: valid_from (included) to valid_to (excluded,
@@ -8,7 +9,14 @@ with
 
 evaluations as (
 
-    select * from {{ ref('stg_ml__membership_evaluations') }}
+    select
+        members.customer_id,
+        members.evaluation_date,
+        members.definition
+
+    from {{ ref('stg_ml__definition_members') }} as members
+    inner join {{ ref('definition_choice') }} as choice
+        on members.definition = choice.definition and choice.is_chosen
 
 ),
 
@@ -27,7 +35,7 @@ qualifying as (
     select
         evaluations.customer_id,
         evaluations.evaluation_date,
-        evaluations.cluster_name,
+        evaluations.definition,
         evaluation_dates.evaluation_number,
         evaluation_dates.evaluation_number - lag(evaluation_dates.evaluation_number) over (
             partition by evaluations.customer_id
@@ -37,7 +45,6 @@ qualifying as (
     from evaluations
     inner join evaluation_dates
         on evaluations.evaluation_date = evaluation_dates.evaluation_date
-    where evaluations.is_insider
 
 ),
 
@@ -72,7 +79,7 @@ memberships as (
         max(evaluation_date) as last_qualified_on,
         max(evaluation_number) as last_qualified_number,
         count(*) as qualifying_evaluations,
-        arg_min(cluster_name, evaluation_number) as entry_cluster_name
+        arg_min(definition, evaluation_number) as entry_definition
 
     from numbered
     group by customer_id, membership_number
@@ -94,7 +101,7 @@ final as (
             when memberships.membership_number = 1 then 'first_qualified'
             else 'qualified_again'
         end as entry_reason,
-        'joined the ' || memberships.entry_cluster_name || ' cluster at the '
+        'selected by ' || memberships.entry_definition || ' at the '
         || strftime(memberships.valid_from, '%Y-%m-%d') || ' re-evaluation'
             as entry_detail,
         case when exits.evaluation_date is not null then 'no_longer_qualified' end
@@ -102,7 +109,7 @@ final as (
         case
             when exits.evaluation_date is not null
                 then
-                    'not in the Insiders cluster at '
+                    'not selected at '
                     || ({{ var('membership_grace_cycles') }} + 1)
                     || ' consecutive re-evaluations after '
                     || strftime(memberships.last_qualified_on, '%Y-%m-%d')

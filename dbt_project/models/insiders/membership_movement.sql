@@ -10,7 +10,11 @@ history as (
 
 evaluations as (
 
-    select * from {{ ref('stg_ml__membership_evaluations') }}
+    select members.evaluation_date
+
+    from {{ ref('stg_ml__definition_members') }} as members
+    inner join {{ ref('definition_choice') }} as choice
+        on members.definition = choice.definition and choice.is_chosen
 
 ),
 
@@ -18,7 +22,7 @@ evaluation_dates as (
 
     select
         evaluation_date,
-        count(*) filter (where is_insider) as qualifying
+        count(*) as qualifying
 
     from evaluations
     group by evaluation_date

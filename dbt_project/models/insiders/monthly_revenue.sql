@@ -9,7 +9,7 @@ transactions as (
 
 segments as (
 
-    select * from {{ ref('stg_ml__customer_segments') }}
+    select * from {{ ref('customer_membership') }}
 
 ),
 

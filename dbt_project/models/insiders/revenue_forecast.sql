@@ -1,40 +1,54 @@
-{#- Question 5, expected revenue: per group (insiders, others, all), the revenue
-    expected over the next var('forecast_horizon_months') months (BG/NBD + Gamma-Gamma,
-    pymc-marketing) with an interval calibrated on the backtest, and the backtest itself:
-    the same models fitted before the cut-off against what the group then spent. -#}
+{#- Question 5, expected revenue: the chosen Insiders' and all customers' revenue over
+    the next var('forecast_horizon_months') months, made from each group's last-horizon
+    revenue with the trend and the seasonality that one year of data shows
+    (models_py/group_forecast.py), with an interval from the errors of the same
+    forecast at every rolling-origin origin (insiders.forecast_evaluation). -#}
 with
 
-forecast as (
+forecasts as (
 
-    select * from {{ ref('stg_ml__revenue_forecast') }}
+    select * from {{ ref('stg_ml__group_forecasts') }}
+
+),
+
+choice as (
+
+    select definition from {{ ref('definition_choice') }}
+    where is_chosen
 
 ),
 
 final as (
 
     select
-        forecast_id,
-        period,
-        customer_group,
-        customers,
-        period_start,
-        period_end,
-        horizon_days,
-        expected_revenue,
-        lower_bound,
-        upper_bound,
-        calibrated_revenue,
-        confidence,
-        interval_method,
-        actual_revenue,
-        error,
-        relative_error,
-        absolute_percentage_error,
-        parameters,
-        as_of,
-        run_id
+        case
+            when forecasts.definition = 'all_customers' then 'all_customers' else 'insiders'
+        end as customer_group,
+        forecasts.definition,
+        forecasts.customers,
+        forecasts.origin_date as period_start,
+        forecasts.horizon_end as period_end,
+        date_diff('day', forecasts.origin_date, forecasts.horizon_end) as horizon_days,
+        forecasts.forecast_revenue as expected_revenue,
+        forecasts.lower_bound,
+        forecasts.upper_bound,
+        forecasts.naive_revenue,
+        forecasts.trend_factor,
+        forecasts.seasonal_factor,
+        forecasts.season_observed,
+        forecasts.model_revenue,
+        forecasts.errors_behind_interval,
+        forecasts.interval_method,
+        forecasts.parameters,
+        forecasts.as_of,
+        forecasts.run_id
 
-    from forecast
+    from forecasts
+    left join choice
+        on forecasts.definition = choice.definition
+    where
+        forecasts.origin_date = forecasts.as_of
+        and (choice.definition is not null or forecasts.definition = 'all_customers')
 
 )
 

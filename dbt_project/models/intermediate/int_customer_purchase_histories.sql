@@ -1,7 +1,7 @@
 {#- Per customer, the purchase history in the form BG/NBD and Gamma-Gamma models read
-    (pymc-marketing's CLV module), in days, a purchase being a day with a purchase line:
-    at as_of (period 'forecast') and at the backtest cut-off (period 'backtest', with
-    what the customer then bought up to as_of, the hold-out). -#}
+    (pymc-marketing's CLV module), in days, a purchase being a day with a purchase line,
+    at every rolling-origin evaluation origin and at the current evaluation (as_of):
+    where the expected-revenue model is fitted. -#}
 with
 
 lines as (
@@ -16,44 +16,14 @@ evaluations as (
 
 ),
 
-current_evaluation as (
-
-    select evaluation_date as as_of
-    from evaluations
-    where is_current
-
-),
-
-periods as (
+fitted_dates as (
 
     select
-        evaluations.evaluation_date as period_start,
-        case when evaluations.is_current then 'forecast' else 'backtest' end as period,
-        case
-            when evaluations.is_current
-                then cast(
-                        evaluations.evaluation_date
-                        + to_months({{ var('forecast_horizon_months') }}) as date
-                    )
-            else current_evaluation.as_of
-        end as period_end
+        evaluation_date,
+        horizon_end
 
     from evaluations
-    cross join current_evaluation
-    where evaluations.is_current or evaluations.is_backtest_cutoff
-
-),
-
-customer_lines as (
-
-    select
-        customer_id,
-        invoice_at,
-        revenue,
-        is_return
-
-    from lines
-    where exclusion_rule is null and customer_id is not null
+    where is_current or is_evaluation_origin
 
 ),
 
@@ -64,8 +34,11 @@ purchase_days as (
         cast(invoice_at as date) as purchase_date,
         sum(revenue) as day_revenue
 
-    from customer_lines
-    where not is_return
+    from lines
+    where
+        exclusion_rule is null
+        and customer_id is not null
+        and not is_return
     group by customer_id, cast(invoice_at as date)
 
 ),
@@ -73,14 +46,13 @@ purchase_days as (
 histories as (
 
     select
-        periods.period,
-        periods.period_start,
-        periods.period_end,
+        fitted_dates.evaluation_date,
+        fitted_dates.horizon_end,
         purchase_days.customer_id,
         count(*) - 1 as frequency,
         date_diff('day', min(purchase_days.purchase_date), max(purchase_days.purchase_date))
             as recency,
-        date_diff('day', min(purchase_days.purchase_date), periods.period_start) as t,
+        date_diff('day', min(purchase_days.purchase_date), fitted_dates.evaluation_date) as t,
         sum(purchase_days.day_revenue) as gross_revenue,
         case
             when count(*) > 1
@@ -91,70 +63,30 @@ histories as (
         end as monetary_value
 
     from purchase_days
-    inner join periods
-        on purchase_days.purchase_date < periods.period_start
+    inner join fitted_dates
+        on purchase_days.purchase_date < fitted_dates.evaluation_date
     group by
-        periods.period,
-        periods.period_start,
-        periods.period_end,
+        fitted_dates.evaluation_date,
+        fitted_dates.horizon_end,
         purchase_days.customer_id
-
-),
-
-holdout as (
-
-    select
-        customer_lines.customer_id,
-        sum(customer_lines.revenue) filter (where not customer_lines.is_return)
-            as holdout_gross_revenue,
-        sum(customer_lines.revenue) as holdout_net_revenue
-
-    from customer_lines
-    inner join periods
-        on
-            customer_lines.invoice_at >= periods.period_start
-            and customer_lines.invoice_at < periods.period_end
-    where periods.period = 'backtest'
-    group by customer_lines.customer_id
 
 ),
 
 final as (
 
     select
-        coalesce(histories.period, 'backtest')
-        || ':' || coalesce(histories.customer_id, holdout.customer_id) as customer_period_id,
-        coalesce(histories.period, 'backtest') as period,
-        coalesce(histories.customer_id, holdout.customer_id) as customer_id,
-        histories.customer_id is not null as has_history,
-        coalesce(histories.period_start, backtest.period_start) as period_start,
-        coalesce(histories.period_end, backtest.period_end) as period_end,
-        date_diff(
-            'day',
-            coalesce(histories.period_start, backtest.period_start),
-            coalesce(histories.period_end, backtest.period_end)
-        ) as horizon_days,
-        cast(histories.frequency as integer) as frequency,
-        cast(histories.recency as integer) as recency,
-        cast(histories.t as integer) as t,
-        cast(histories.gross_revenue as double) as gross_revenue,
-        cast(histories.monetary_value as double) as monetary_value,
-        case
-            when coalesce(histories.period, 'backtest') = 'backtest'
-                then cast(coalesce(holdout.holdout_gross_revenue, 0) as double)
-        end as holdout_gross_revenue,
-        case
-            when coalesce(histories.period, 'backtest') = 'backtest'
-                then cast(coalesce(holdout.holdout_net_revenue, 0) as double)
-        end as holdout_net_revenue
+        customer_id || '@' || strftime(evaluation_date, '%Y-%m-%d') as customer_evaluation_id,
+        customer_id,
+        evaluation_date,
+        horizon_end,
+        date_diff('day', evaluation_date, horizon_end) as horizon_days,
+        cast(frequency as integer) as frequency,
+        cast(recency as integer) as recency,
+        cast(t as integer) as t,
+        cast(gross_revenue as double) as gross_revenue,
+        cast(monetary_value as double) as monetary_value
 
     from histories
-    full outer join holdout
-        on
-            histories.customer_id = holdout.customer_id
-            and histories.period = 'backtest'
-    left join periods as backtest
-        on backtest.period = 'backtest'
 
 )
 

@@ -1,7 +1,8 @@
 {#- The Insiders' re-evaluation calendar: as_of, then one month earlier each step,
     down to the first month with a purchase. cycles_before_as_of = 0 is the current
-    evaluation; the one var('forecast_horizon_months') cycles back is the backtests'
-    cut-off. -#}
+    evaluation. A rolling-origin evaluation origin is a date with a full horizon
+    (var forecast_horizon_months) of data after it, up to as_of, and at least
+    var evaluation_min_history_months of purchases before it. -#}
 with
 
 lines as (
@@ -60,7 +61,13 @@ final as (
         evaluation_date,
         cast(cycles_before_as_of as integer) as cycles_before_as_of,
         cycles_before_as_of = 0 as is_current,
-        cycles_before_as_of = {{ var('forecast_horizon_months') }} as is_backtest_cutoff
+        cast(
+            evaluation_date + to_months({{ var('forecast_horizon_months') }}) as date
+        ) as horizon_end,
+        cycles_before_as_of >= {{ var('forecast_horizon_months') }}
+        and evaluation_date
+        >= first_purchase_date + to_months({{ var('evaluation_min_history_months') }})
+            as is_evaluation_origin
 
     from dated
     where evaluation_date > first_purchase_date

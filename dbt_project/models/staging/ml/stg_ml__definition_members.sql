@@ -1,0 +1,28 @@
+with
+
+source as (
+
+    select * from {{ source('ml', 'definition_members') }}
+
+),
+
+renamed as (
+
+    select
+        strftime(evaluation_date, '%Y-%m-%d')
+        || ':'
+        || definition
+        || ':'
+        || customer_id as definition_members_id,
+        evaluation_date,
+        definition,
+        customer_id,
+        member_rank,
+        as_of,
+        run_id
+
+    from source
+
+)
+
+select * from renamed
