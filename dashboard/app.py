@@ -62,6 +62,7 @@ navigation = st.navigation(
             url_path="overview",
             default=True,
         ),
+        st.Page(PAGES_DIR / "evidence.py", title="Evidence", icon=":material/fact_check:"),
         st.Page(PAGES_DIR / "clusters.py", title="Clusters", icon=":material/scatter_plot:"),
         st.Page(PAGES_DIR / "insiders.py", title="Insiders", icon=":material/group:"),
         st.Page(PAGES_DIR / "movement.py", title="Movement", icon=":material/swap_horiz:"),

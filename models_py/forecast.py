@@ -6,13 +6,11 @@ worth), fitted by maximum a posteriori: a few seconds on thousands of customers,
 and the same answer on every run. Nothing here writes the models by hand.
 
 A MAP fit has no posterior, and on this kind of data the models' own parameter
-uncertainty is far narrower than their real error (they assume no seasonality).
-So the interval of a group's expected revenue is calibrated on the backtest: fit
-with data before a cut-off, predict the hold-out, and bootstrap the customers of
-the backtest group for the ratio actual / predicted. The interval is the forecast
-times that ratio's quantiles, and the calibrated point the forecast times its
-median: "if the model errs as it did last time". It names its method, and the
-backtest error is reported beside it.
+uncertainty is far narrower than their real error (they assume no seasonality). So
+no interval is made here: the models rank customers (the ``expected_revenue``
+definition of the Insiders) and give a group's model sum beside the group forecast;
+a group's forecast and its interval, from the rolling-origin errors of that forecast
+at earlier origins, come from ``models_py/group_forecast.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,53 +124,6 @@ def predict_revenue(histories: pd.DataFrame, horizon_days: int, seed: int = 42) 
         parameters=parameters,
         seconds=round(time.perf_counter() - started, 2),
     )
-
-
-def calibration_ratios(
-    predicted: Sequence[float] | np.ndarray | pd.Series,
-    actual: Sequence[float] | np.ndarray | pd.Series,
-    n_bootstrap: int = 2000,
-    seed: int = 42,
-) -> np.ndarray:
-    """Bootstrap (over customers) of sum(actual) / sum(predicted) in a backtest group."""
-    predicted = np.asarray(predicted, dtype=float)
-    actual = np.asarray(actual, dtype=float)
-    if predicted.shape != actual.shape or predicted.size < 2:
-        raise ValueError("need the same two or more customers predicted and observed")
-    if predicted.sum() <= 0:
-        raise ValueError("the backtest predicted no revenue: nothing to calibrate against")
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, predicted.size, size=(n_bootstrap, predicted.size))
-    return actual[picks].sum(axis=1) / np.maximum(predicted[picks].sum(axis=1), 1e-12)
-
-
-def backtest_error(predicted: float, actual: float) -> dict[str, float | None]:
-    """The error of a summed forecast: signed, relative to the actual, and absolute."""
-    error = float(predicted) - float(actual)
-    return {
-        "error": error,
-        "absolute_percentage_error": abs(error) / actual if actual else None,
-        "relative_error": error / actual if actual else None,
-    }
-
-
-def group_interval(
-    expected_total: float, ratios: np.ndarray, confidence: float = 0.9
-) -> tuple[float, float]:
-    """The forecast times the calibration ratio's central ``confidence`` quantiles."""
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(ratios, [tail, 1 - tail])
-    return float(expected_total * low), float(expected_total * high)
-
-
-def calibrated_total(expected_total: float, ratios: np.ndarray) -> float:
-    """The forecast times the calibration ratio's median: the point the interval of
-    ``group_interval`` is centred on. Without it the interval can lie wholly above or
-    below the models' own figure (when they erred one way in the backtest), which reads
-    as a contradiction; with it a reader gets the models' figure and the calibrated one."""
-    return float(expected_total * np.median(ratios))
 
 
 def _point(values) -> np.ndarray:

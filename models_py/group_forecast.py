@@ -114,6 +114,7 @@ def rolling_interval(
 ) -> tuple[float, float, float]:
     """(lower, upper, log half-width) around ``forecast`` from earlier origins' errors."""
     errors = np.abs(np.asarray([e for e in past_log_errors if e is not None], dtype=float))
+    errors = errors[np.isfinite(errors)]
     n = len(errors)
     half = prior_half_width if n == 0 else float(errors.max() * (n + 1) / n)
     return float(forecast * np.exp(-half)), float(forecast * np.exp(half)), half

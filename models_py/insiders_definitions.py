@@ -22,6 +22,7 @@ import pandas as pd
 BASELINE = "top_past_revenue"
 CLUSTER = "insiders_cluster"
 EXPECTED = "expected_revenue"
+TRAINED = "trained_revenue_model"
 RANDOM = "random"
 
 # Every definition the product tries, in the order the report lists them, with the
@@ -37,6 +38,8 @@ DEFINITIONS: dict[str, str] = {
     "/ 365): a big spender who stopped buying counts less",
     "past_plus_recent_revenue": "past net revenue plus the net revenue of the last horizon: "
     "recent spend counts twice",
+    TRAINED: "the highest next-horizon revenue predicted by a model (gradient boosting) "
+    "trained on the earlier dates whose horizon was over by the date",
 }
 
 # What each ranking definition sorts on (descending; ties: past net revenue, then id).
@@ -46,6 +49,7 @@ SCORES: dict[str, str] = {
     EXPECTED: "expected_revenue",
     "recency_weighted_revenue": "recency_weighted_revenue",
     "past_plus_recent_revenue": "past_plus_recent_revenue",
+    TRAINED: TRAINED,
 }
 
 EVALUATION_COLUMNS: tuple[str, ...] = (
@@ -92,6 +96,7 @@ def select_members(
     scores: pd.DataFrame,
     cluster_members: Collection[str],
     expected_revenue: pd.Series | None = None,
+    model_scores: Mapping[str, pd.Series] | None = None,
 ) -> dict[str, list[str]]:
     """Every definition's members at one date, all of the cluster's size.
 
@@ -99,6 +104,8 @@ def select_members(
     ``cluster_members``: the clustering's Insiders cluster at that date.
     ``expected_revenue``: BG/NBD + Gamma-Gamma per customer_id at that date, or None
     where the model was not fitted (that definition is then skipped).
+    ``model_scores``: other fitted scores per customer_id by definition name (the
+    trained revenue model); a definition without one is skipped at this date.
     """
     known = set(scores["customer_id"].astype(str))
     cluster = sorted({str(c) for c in cluster_members})
@@ -109,6 +116,10 @@ def select_members(
     if expected_revenue is not None:
         frame[SCORES[EXPECTED]] = (
             frame["customer_id"].astype(str).map(expected_revenue.rename(index=str)).fillna(0.0)
+        )
+    for definition, values in (model_scores or {}).items():
+        frame[SCORES[definition]] = (
+            frame["customer_id"].astype(str).map(values.rename(index=str)).fillna(0.0)
         )
     n = len(cluster)
     members = {CLUSTER: cluster}

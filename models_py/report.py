@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-# The tables the report reads, by mart name.
+# The tables the report reads, by dbt model name (schema insiders; the embedding is ml).
 REPORT_TABLES: tuple[str, ...] = (
     "kpis",
     "members",
@@ -26,7 +26,10 @@ REPORT_TABLES: tuple[str, ...] = (
     "cluster_actions",
     "eligibility_rules",
     "evidence",
+    "definition_evaluation",
+    "definition_choice",
     "revenue_forecast",
+    "forecast_evaluation",
     "membership_movement",
     "monthly_revenue",
     "customer_embedding",
@@ -44,6 +47,13 @@ QUESTIONS: tuple[str, ...] = (
     "9. What actions would raise revenue?",
 )
 
+DEFINITION_SECTION = "Which definition of the Insiders, and why (questions 6 and 8)"
+
+SEASON_CAVEAT = (
+    "One year of data: a full yearly cycle has not been observed; the seasonal factor "
+    "comes from the months seen once and could not be backtested."
+)
+
 
 @dataclass
 class Report:
@@ -53,6 +63,7 @@ class Report:
     html: str
     charts: dict[str, bytes] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
+    definition_section: str = ""
 
 
 def build_report(
@@ -62,13 +73,44 @@ def build_report(
     missing = [name for name in REPORT_TABLES if name not in tables]
     if missing:
         raise ValueError(f"the report needs the marts: {', '.join(missing)}")
-    empty = [n for n in ("kpis", "cluster_profile") if tables[n].empty]
+    empty = [n for n in ("kpis", "cluster_profile", "definition_choice") if tables[n].empty]
     if empty:
         raise ValueError(f"empty marts: {', '.join(empty)} (run the clustering first)")
     kpis = tables["kpis"].iloc[0]
     profile = tables["cluster_profile"].sort_values("cluster_id")
-    insiders = profile[profile["is_insider"]].iloc[0]
-    members = tables["members"].sort_values("monetary", ascending=False)
+    cluster = profile[profile["is_insider"]].iloc[0]
+    choice = _floats(
+        tables["definition_choice"].sort_values("sort_order"),
+        "mean_ratio",
+        "min_ratio",
+        "max_ratio",
+        "mean_share",
+    )
+    chosen = _chosen(choice)
+    evaluation = _floats(
+        tables["definition_evaluation"].sort_values(["origin_date", "sort_order"]),
+        "horizon_revenue",
+        "share_of_horizon_revenue",
+        "share_low",
+        "share_high",
+        "ratio_to_top_past_revenue",
+    )
+    forecast = _floats(tables["revenue_forecast"], *_MONEY, "trend_factor", "seasonal_factor")
+    backtest = _floats(
+        tables["forecast_evaluation"].sort_values("origin_date"),
+        *_MONEY,
+        "forecast_revenue",
+        "actual_revenue",
+        "relative_error",
+        "naive_relative_error",
+        "model_relative_error",
+        "interval_width_ratio",
+    )
+    members = tables["members"]
+    if "member_rank" in members:
+        members = members.sort_values("member_rank")
+    else:
+        members = members.sort_values("monetary", ascending=False)
     charts = {
         "revenue_share.png": _bar_chart(
             profile["cluster_name"],
@@ -80,8 +122,8 @@ def build_report(
         "embedding.png": _scatter(tables["customer_embedding"], profile),
         "monthly_revenue.png": _monthly_chart(tables["monthly_revenue"]),
         "membership_movement.png": _movement_chart(tables["membership_movement"]),
-        "evidence_backtest.png": _backtest_chart(tables["evidence"]),
-        "revenue_forecast.png": _forecast_chart(tables["revenue_forecast"]),
+        "definition_evaluation.png": _definition_chart(evaluation, chosen["definition"]),
+        "forecast_evaluation.png": _forecast_chart(backtest, forecast),
     }
     blocks: list[tuple[str, Any]] = [("h1", title)]
     blocks.append(
@@ -99,26 +141,39 @@ def build_report(
         blocks.append(("p", text))
         blocks.extend(extra)
 
-    top = members.head(10)[["customer_id", "country", "frequency", "monetary", "member_since"]]
+    name, description = chosen["definition"], chosen["description"]
+    n_members, n_customers = int(kpis["insiders"]), int(kpis["customers"])
+    columns = [
+        c
+        for c in (
+            "member_rank",
+            "customer_id",
+            "country",
+            "cluster_name",
+            "frequency",
+            "monetary",
+            "member_since",
+        )
+        if c in members
+    ]
     answer(
         1,
-        f"The {int(kpis['insiders']):,} customers of the cluster **{insiders['cluster_name']}** "
-        "(table `insiders.members`). The ten who spent most:",
-        ("table", top),
+        f"The {n_members:,} customers chosen by the definition **{name}**: {description} "
+        "(question 6 says why this definition; the list is the table `insiders.members`). "
+        "The first ten:",
+        ("table", members.head(10)[columns]),
     )
+    overlap = _int(cluster.get("insiders_members"))
     answer(
         2,
-        f"{int(kpis['insiders']):,} of {int(kpis['customers']):,} customers, "
-        f"{_pct(kpis['share_of_customers'])} of the customer base.",
+        f"{n_members:,} of {n_customers:,} customers, {_pct(kpis['share_of_customers'])} of "
+        f"the customer base: as many as the clustering's Insiders cluster holds "
+        f"({int(cluster['customers']):,} customers), and {overlap:,} of the Insiders are in "
+        "that cluster.",
     )
     answer(
         3,
-        f"Compared with the whole base they buy {insiders['frequency_vs_base']:.1f} times as "
-        f"often (median {insiders['median_frequency']:.0f} invoices), spend "
-        f"{insiders['monetary_vs_base']:.1f} times as much (median "
-        f"{insiders['median_monetary']:,.0f}), with a ticket {insiders['ticket_vs_base']:.1f} "
-        f"times the base's, a return rate {insiders['return_rate_vs_base']:.1f} times, and "
-        f"bought {insiders['mean_recency_days']:.0f} days ago on average. Every cluster:",
+        _profile_text(profile, cluster, members, n_members),
         ("table", _profile_table(profile)),
         ("img", "cluster_profiles.png"),
         ("img", "embedding.png"),
@@ -133,26 +188,63 @@ def build_report(
         ("img", "revenue_share.png"),
         ("img", "monthly_revenue.png"),
     )
-    answer(5, _forecast_text(tables["revenue_forecast"]), ("img", "revenue_forecast.png"))
+    extra: list[tuple[str, Any]] = []
+    if not forecast.empty:
+        extra.append(("table", _forecast_table(forecast)))
+    if not backtest.empty:
+        extra.append(("p", "The same forecast made at every past origin, against what happened:"))
+        extra.append(("table", _backtest_table(backtest)))
+    extra.append(("img", "forecast_evaluation.png"))
+    answer(5, _forecast_text(forecast, backtest), *extra)
+
+    # The section the definition rests on, then questions 6 and 8 point to it.
+    blocks.append(("h2", DEFINITION_SECTION))
+    section = _definition_text(choice, evaluation, chosen)
+    blocks.append(("p", section))
+    blocks.append(("table", _choice_table(choice)))
+    if not evaluation.empty:
+        blocks.append(
+            (
+                "p",
+                "Per origin, what each definition's members spent in the horizon as a "
+                "multiple of what the same number of top past spenders spent (1.00x = as "
+                "much), and the share of the horizon's revenue taken by the chosen "
+                "definition and by random groups of the same size (90% of the draws):",
+            )
+        )
+        blocks.append(("table", _evaluation_table(evaluation, name)))
+    blocks.append(("img", "definition_evaluation.png"))
+
     rules = tables["eligibility_rules"]
     answer(
         6,
-        "A customer in the Insiders cluster; in readable rules (a depth-3 decision tree on "
-        "the same features, with how faithful each rule is to the clustering):",
+        f"Being chosen by the definition **{name}** at the monthly re-evaluation: "
+        f"{description}, as many customers as the clustering's Insiders cluster holds "
+        f"({n_members:,} now). Why this definition: the section above. "
+        + (
+            "The same membership in readable rules (a depth-3 decision tree on the "
+            "customer features, with how faithful each rule is to the membership):"
+            if "definition" in rules
+            else "For comparison, the clustering's Insiders cluster in readable rules (a "
+            "depth-3 decision tree on the same features, with how faithful each rule is to "
+            "that cluster):"
+        ),
         ("table", rules[["rule_id", "rule", "customers", "precision", "recall"]]),
     )
     answer(
         7,
-        _removal_text(tables["membership_movement"], grace_cycles),
+        _removal_text(tables["membership_movement"], grace_cycles, name),
         ("img", "membership_movement.png"),
     )
-    answer(8, _evidence_text(tables["evidence"]), ("img", "evidence_backtest.png"))
+    answer(8, _evidence_text(tables["evidence"], evaluation, chosen))
     actions = tables["cluster_actions"][
         ["cluster_name", "customers", "share_of_revenue", "recommended_action", "why"]
     ]
     answer(
         9,
-        "One action per cluster, from the analysts' rules (seed `cluster_action_rules`):",
+        "One action per cluster, from the analysts' rules (seed `cluster_action_rules`); "
+        "Insiders outside the Insiders cluster get the program's benefits on top of their "
+        "cluster's action:",
         ("table", actions),
     )
     return Report(
@@ -160,54 +252,247 @@ def build_report(
         html=_html(blocks, charts, title),
         charts=charts,
         answers=answers,
+        definition_section=section,
     )
+
+
+_MONEY = ("expected_revenue", "lower_bound", "upper_bound", "naive_revenue", "model_revenue")
+
+
+def _floats(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The marts' DECIMAL columns arrive as Decimal objects: as floats for arithmetic."""
+    out = frame.copy()
+    for column in columns:
+        if column in out:
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
+    return out
+
+
+def _chosen(choice: pd.DataFrame) -> pd.Series:
+    rows = choice[choice["is_chosen"].fillna(False).astype(bool)]
+    if rows.empty:
+        raise ValueError("insiders.definition_choice has no chosen definition")
+    return rows.iloc[0]
+
+
+def _int(value: Any) -> int:
+    return 0 if value is None or pd.isna(value) else int(value)
+
+
+def _ratio(value: Any, digits: int = 2) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{float(value):.{digits}f}x"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def median_absolute(values: pd.Series) -> float:
+    """Median of the absolute relative errors (the figure the report quotes)."""
+    return float(pd.to_numeric(values, errors="coerce").abs().median())
 
 
 # --- the words ------------------------------------------------------------------------
 
 
-def _forecast_text(forecast: pd.DataFrame) -> str:
-    rows = {(r.period, r.customer_group): r for r in forecast.itertuples()}
-    now = rows.get(("forecast", "insiders"))
-    if now is None:
-        return "No forecast yet: the revenue_forecast asset has not run."
+def _profile_text(
+    profile: pd.DataFrame, cluster: pd.Series, members: pd.DataFrame, n_members: int
+) -> str:
     text = (
-        f"The Insiders are expected to spend {now.expected_revenue:,.0f} from "
-        f"{_date(now.period_start)} to {_date(now.period_end)} ({now.horizon_days} days; "
-        "BG/NBD and Gamma-Gamma fitted with pymc-marketing)."
+        "The clustering still describes the whole base: it sorts every customer into "
+        f"behaviour groups, and the group named **{cluster['cluster_name']}** is its most "
+        f"valuable one. Compared with the whole base that cluster buys "
+        f"{cluster['frequency_vs_base']:.1f} times as often (median "
+        f"{cluster['median_frequency']:.0f} invoices), spends {cluster['monetary_vs_base']:.1f} "
+        f"times as much (median {cluster['median_monetary']:,.0f}), with a ticket "
+        f"{cluster['ticket_vs_base']:.1f} times the base's, a return rate "
+        f"{cluster['return_rate_vs_base']:.1f} times, and bought "
+        f"{cluster['mean_recency_days']:.0f} days ago on average."
     )
-    if now.lower_bound is not None and not pd.isna(now.lower_bound):
-        calibrated = getattr(now, "calibrated_revenue", None)
-        text += " If the models err as they did in the backtest, they will spend "
-        if calibrated is not None and not pd.isna(calibrated):
-            text += f"about {calibrated:,.0f}, "
-        text += (
-            f"between {now.lower_bound:,.0f} and {now.upper_bound:,.0f} "
-            f"({_pct(now.confidence)} interval)."
+    if "insiders_members" in profile:
+        where = [
+            f"{int(r.insiders_members):,} in {r.cluster_name}"
+            for r in profile.sort_values("insiders_members", ascending=False).itertuples()
+            if r.insiders_members
+        ]
+        text += f" The {n_members:,} Insiders fall in the clusters as follows: " + (
+            ", ".join(where) + "." if where else "none yet."
         )
-    past = rows.get(("backtest", "insiders"))
-    if past is not None:
+    if {"frequency", "monetary", "recency_days"} <= set(members.columns) and not members.empty:
         text += (
-            f" Backtest: fitted with data before {_date(past.period_start)}, the models "
-            f"predicted {past.expected_revenue:,.0f} for the Insiders chosen then; they spent "
-            f"{past.actual_revenue:,.0f}, an error of {_signed_pct(past.relative_error)}"
+            f" The Insiders themselves: median {members['frequency'].median():.0f} invoices, "
+            f"median net revenue {pd.to_numeric(members['monetary']).median():,.0f}, last "
+            f"purchase {members['recency_days'].median():.0f} days ago (medians)."
         )
-        everyone = rows.get(("backtest", "all"))
-        if everyone is not None:
-            text += f" ({_signed_pct(everyone.relative_error)} for all customers)"
+    return text + " Every cluster:"
+
+
+def _forecast_text(forecast: pd.DataFrame, backtest: pd.DataFrame) -> str:
+    rows = {r.customer_group: r for r in forecast.itertuples()}
+    now = rows.get("insiders")
+    if now is None:
+        return "No forecast yet: the revenue forecast has not run."
+    text = (
+        f"The {now.customers:,} Insiders are expected to spend **GBP "
+        f"{now.expected_revenue:,.0f}** (net revenue) from {_date(now.period_start)} to "
+        f"{_date(now.period_end)} "
+        f"({now.horizon_days} days), between {now.lower_bound:,.0f} and {now.upper_bound:,.0f}."
+    )
+    everyone = rows.get("all_customers")
+    if everyone is not None:
         text += (
-            ". The models assume steady buying and see no seasons: a hold-out busier than "
-            "the months before it is predicted too low, a quieter one too high."
+            f" All {everyone.customers:,} customers: {everyone.expected_revenue:,.0f} "
+            f"(between {everyone.lower_bound:,.0f} and {everyone.upper_bound:,.0f})."
         )
+    text += (
+        f" How: each group's net revenue over the last {now.horizon_days} days, the naive "
+        f'forecast ("they will spend what they just spent": {now.naive_revenue:,.0f} for the '
+        "Insiders"
+        + (f", {everyone.naive_revenue:,.0f} for everyone" if everyone is not None else "")
+        + f"), times a damped trend factor ({now.trend_factor:.2f}) and a seasonal factor "
+        f"({now.seasonal_factor:.2f}). {SEASON_CAVEAT}"
+    )
+    if bool(now.season_observed):
+        mood = "quieter" if now.seasonal_factor < 1 else "busier"
+        text += (
+            f" It is applied here: the coming months were {mood} "
+            "than the last ones, relative to the trend, the one time they were seen."
+        )
+    else:
+        text += (
+            " It is not applied here (factor 1): not every month of the horizon and of the "
+            "one before has been observed."
+        )
+    errors = _int(now.errors_behind_interval)
+    if errors:
+        text += (
+            f" The interval spans the largest error this forecast made at the "
+            f"{_plural(errors, 'earlier origin')}, widened by ({errors} + 1) / {errors}: a "
+            "range from past errors, not a probability."
+        )
+    else:
+        text += " No earlier error to learn from yet: the interval has a preset width."
+    if not backtest.empty:
+        n = len(backtest)
+        covered = int(backtest["interval_covers_actual"].fillna(False).astype(bool).sum())
+        forecast_error = median_absolute(backtest["relative_error"])
+        naive_error = median_absolute(backtest["naive_relative_error"])
+        model_error = median_absolute(backtest["model_relative_error"])
+        helped = "helped" if forecast_error < naive_error else "did not help"
+        text += (
+            f" Made at each of the {n} past origins with only the data before it, for the "
+            "Insiders chosen then (table below), the forecast missed what they spent by a "
+            f"median absolute relative error of {_pct(forecast_error)}, against "
+            f"{_pct(naive_error)} for the naive forecast (adjusting it {helped}); its interval "
+            f"covered the actual at {covered} of {n} origins."
+        )
+    else:
+        model_error = None
+    text += (
+        f" The BG/NBD + Gamma-Gamma models (sum {now.model_revenue:,.0f} for the Insiders) "
+        "are used only to split the forecast among customers (`expected_revenue_next_months` "
+        "in `insiders.members`)"
+    )
+    if model_error is not None:
+        text += (
+            f": as a group total they missed by a median of {_pct(model_error)} at the same "
+            "origins, because they assume steady buying"
+        )
+    return text + "."
+
+
+def _definition_text(choice: pd.DataFrame, evaluation: pd.DataFrame, chosen: pd.Series) -> str:
+    name, how = chosen["definition"], chosen.get("chosen_by")
+    origins = sorted(evaluation["origin_date"].unique()) if not evaluation.empty else []
+    listed = "; ".join(f"**{r.definition}**: {r.description}" for r in choice.itertuples())
+    text = f"The Insiders can be chosen in {len(choice)} ways: {listed}."
+    if not origins:
+        text += (
+            " There is not enough history for the evaluation yet: no origin has a full "
+            "horizon after it and enough history before it."
+        )
+        if how == "forced":
+            return text + (
+                f" The definition was forced by the analyst (var `insiders_definition` = `{name}`)."
+            )
+        return text + (
+            f" Until there is, the Insiders are chosen by **{name}** ({chosen['description']})."
+        )
+    first, last = _date(origins[0]), _date(origins[-1])
+    text += (
+        f" Each was tried at {len(origins)} monthly origins, from {first} to {last}: with "
+        "only the data before the origin it picked as many customers as the clustering's "
+        "Insiders cluster then held, and we measured what they spent in the months after, "
+        "against the same number of top customers by past net revenue (the one-line rule "
+        "anybody could apply; 1.00x = as much as them) and against random groups."
+    )
+    cluster = choice[choice["definition"] == "insiders_cluster"]
+    if not cluster.empty and name != "insiders_cluster":
+        c = cluster.iloc[0]
+        text += (
+            f" The clustering's own Insiders cluster would have taken {_ratio(c['mean_ratio'])} "
+            f"of what the top spenders took (mean over the origins; from "
+            f"{_ratio(c['min_ratio'])} to {_ratio(c['max_ratio'])})."
+        )
+    record = (
+        f"took {_ratio(chosen['mean_ratio'])} on average, from {_ratio(chosen['min_ratio'])} "
+        f"to {_ratio(chosen['max_ratio'])}"
+    )
+    if _ratio(chosen["min_ratio"]) == _ratio(chosen["max_ratio"]):
+        record = f"took {_ratio(chosen['min_ratio'])} at every origin"
+    if how == "forced":
+        best = choice[choice["evidence_rank"] == 1]
+        text += (
+            f" The definition was forced by the analyst (var `insiders_definition` = "
+            f"`{name}`): it {record}."
+        )
+        if not best.empty and best.iloc[0]["definition"] != name:
+            b = best.iloc[0]
+            text += (
+                f" The evidence would have pointed to **{b['definition']}** ({b['description']}; "
+                f"mean {_ratio(b['mean_ratio'])}, below the top spenders at "
+                f"{_int(b['origins_below_top_past_revenue'])} of {_int(b['origins'])} origins)."
+            )
+        else:
+            text += " The evidence points to the same definition."
+    elif how == "best_mean_none_qualified":
+        below = _int(chosen["origins_below_top_past_revenue"])
+        text += (
+            " No definition matched the top spenders at every origin. The chosen definition "
+            f"(**{name}**) has the best mean: it {record}, below the top spenders at "
+            f"{below} of {_int(chosen['origins'])} origins."
+        )
+    elif how == "no_evaluation_origin":
+        text += f" There is not enough history for the evaluation yet: **{name}** is used."
+    else:
+        text += (
+            f" The chosen definition (**{name}**) {record}: it took at least what the top "
+            f"spenders took at every one of the {_int(chosen['origins'])} origins, and has the "
+            "best mean among the definitions that did (ties go to the simpler rule)."
+        )
+        if name == "top_past_revenue":
+            text += " It is the top-spender rule itself: no cleverer rule beat it every time."
+        rivals = choice[
+            (choice["mean_ratio"] > chosen["mean_ratio"]) & ~choice["qualifies"].astype(bool)
+        ]
+        for r in rivals.itertuples():
+            text += (
+                f" {r.definition} did slightly better on average ({_ratio(r.mean_ratio, 3)} "
+                f"against {_ratio(chosen['mean_ratio'], 3)}) but fell below the top spenders "
+                f"at {_int(r.origins_below_top_past_revenue)} of {_int(r.origins)} origins "
+                f"(lowest {_ratio(r.min_ratio, 3)}), so it is not the safer choice."
+            )
     return text
 
 
-def _removal_text(movement: pd.DataFrame, grace_cycles: int) -> str:
+def _removal_text(movement: pd.DataFrame, grace_cycles: int, definition: str) -> str:
     text = (
-        "Membership is re-evaluated every month. A member who is no longer in the Insiders "
-        f"cluster keeps the membership for {grace_cycles} more re-evaluation(s) (the grace "
-        "period, var `membership_grace_cycles`) and leaves at the next one still failed; "
-        "the ledger `insiders.membership_history` keeps every entry and exit with its reason."
+        "Membership is re-evaluated every month: the chosen definition "
+        f"({definition}) picks its members again with the data up to that date. A member "
+        f"it no longer picks keeps the membership for {grace_cycles} more re-evaluation(s) "
+        "(the grace period, var `membership_grace_cycles`) and leaves at the next one still "
+        "not picked; the ledger `insiders.membership_history` keeps every entry and exit "
+        "with its reason."
     )
     if not movement.empty:
         last = movement.sort_values("evaluation_date").iloc[-1]
@@ -221,37 +506,54 @@ def _removal_text(movement: pd.DataFrame, grace_cycles: int) -> str:
     return text
 
 
-def _evidence_text(evidence: pd.DataFrame) -> str:
-    parts = []
-    for row in evidence[evidence["evidence_kind"] == "insiders_vs_rest"].itertuples():
-        parts.append(
-            f"{row.metric}: {row.insiders_mean:,.1f} for the Insiders against "
-            f"{row.others_mean:,.1f} for the rest (95% interval of the difference "
-            f"{row.ci_low:,.1f} to {row.ci_high:,.1f}, Mann-Whitney {_p_value(row.p_value)})"
-        )
-    text = "Insiders against the rest: " + "; ".join(parts) + "." if parts else ""
-    backtest = {
-        r.customer_group: r
-        for r in evidence[evidence["evidence_kind"] == "time_backtest"].itertuples()
-    }
-    if {"insiders", "random", "top_monetary"} <= set(backtest):
-        ins, rnd, top = backtest["insiders"], backtest["random"], backtest["top_monetary"]
-        verdict = (
-            "more than"
-            if ins.share_of_holdout_revenue > top.share_of_holdout_revenue
-            else "less than"
+def _evidence_text(evidence: pd.DataFrame, evaluation: pd.DataFrame, chosen: pd.Series) -> str:
+    name = chosen["definition"]
+    text = ""
+    mine = evaluation[evaluation["definition"] == name]
+    random = evaluation[evaluation["definition"] == "random"].set_index("origin_date")
+    if not mine.empty:
+        beat = sum(
+            1
+            for r in mine.itertuples()
+            if r.origin_date in random.index
+            and r.share_of_horizon_revenue > random.loc[r.origin_date, "share_high"]
         )
         text += (
-            f" Time backtest: the {int(ins.insiders):,} Insiders chosen with data before "
-            f"{_date(ins.cutoff_date)} brought {_pct(ins.share_of_holdout_revenue)} of all "
-            f"customers' revenue from then to {_date(ins.holdout_end)}; random groups of the "
-            f"same size brought {_pct(rnd.share_of_holdout_revenue)} (95% of draws between "
-            f"{_pct(rnd.ci_low)} and {_pct(rnd.ci_high)}; "
-            f"{_pct(ins.random_groups_at_least_as_good)} of draws did as well as the "
-            "Insiders), and the same number of "
-            f"top customers by past monetary {_pct(top.share_of_holdout_revenue)}: the "
-            f"Insiders brought {verdict} the simple top-spender rule."
+            f"Out of sample, which is what counts: at each of the {len(mine)} origins the "
+            f"Insiders chosen by {name} with only the data before it took between "
+            f"{_pct(mine['share_of_horizon_revenue'].min())} and "
+            f"{_pct(mine['share_of_horizon_revenue'].max())} of the next months' revenue of "
+            "the customers known then"
         )
+        if not random.empty:
+            shares = random["share_of_horizon_revenue"]
+            text += (
+                f"; random groups of the same size took {_pct(shares.min())} "
+                f"to {_pct(shares.max())} (means of the draws), and "
+                f"the Insiders were above the random groups' 90% range at {beat} of {len(mine)} "
+                "origins"
+            )
+        text += (
+            f". Against the top spenders they took {_ratio(chosen['mean_ratio'])} on average "
+            "(section above, table and chart per origin). Nothing guarantees the future: "
+            "this is how the rule did at every origin this year."
+        )
+    else:
+        text += (
+            "No out-of-sample evidence yet: there is not enough history for the "
+            "rolling-origin evaluation."
+        )
+    parts = [
+        f"{row.metric}: {row.insiders_mean:,.1f} against {row.others_mean:,.1f} for the rest "
+        f"(95% interval of the difference {row.ci_low:,.1f} to {row.ci_high:,.1f}, "
+        f"Mann-Whitney {_p_value(row.p_value)})"
+        for row in evidence[evidence["evidence_kind"] == "insiders_vs_rest"].itertuples()
+    ]
+    if parts:
+        # Older evidence marts compare the Insiders cluster; newer ones carry the
+        # chosen definition whose members they compare.
+        who = "the Insiders" if "definition" in evidence else "the clustering's Insiders cluster"
+        text += f" In sample, {who} against the rest today: " + "; ".join(parts) + "."
     return text
 
 
@@ -259,19 +561,110 @@ def _evidence_text(evidence: pd.DataFrame) -> str:
 
 
 def _profile_table(profile: pd.DataFrame) -> pd.DataFrame:
-    return profile[
-        [
-            "cluster_name",
-            "customers",
-            "share_of_customers",
-            "share_of_revenue",
-            "median_recency_days",
-            "median_frequency",
-            "median_monetary",
-            "median_avg_ticket",
-            "median_return_rate",
-        ]
+    columns = [
+        "cluster_name",
+        "customers",
+        "insiders_members",
+        "insiders_members_share",
+        "share_of_customers",
+        "share_of_revenue",
+        "median_recency_days",
+        "median_frequency",
+        "median_monetary",
+        "median_avg_ticket",
+        "median_return_rate",
     ]
+    return profile[[c for c in columns if c in profile]]
+
+
+def _money(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{float(value):,.0f}"
+
+
+def _forecast_table(forecast: pd.DataFrame) -> pd.DataFrame:
+    order = {"insiders": 0, "all_customers": 1}
+    data = forecast.sort_values("customer_group", key=lambda c: c.map(order))
+    return pd.DataFrame(
+        {
+            "group": data["customer_group"],
+            "customers": data["customers"].map(lambda v: f"{int(v):,}"),
+            "forecast": data["expected_revenue"].map(_money),
+            "interval": [
+                f"{_money(lo)} to {_money(hi)}"
+                for lo, hi in zip(data["lower_bound"], data["upper_bound"], strict=True)
+            ],
+            "naive (last horizon)": data["naive_revenue"].map(_money),
+            "trend factor": data["trend_factor"].map(lambda v: f"{v:.2f}"),
+            "seasonal factor": data["seasonal_factor"].map(lambda v: f"{v:.2f}"),
+            "BG/NBD sum": data["model_revenue"].map(_money),
+        }
+    )
+
+
+def _backtest_table(backtest: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "origin": pd.to_datetime(backtest["origin_date"]).dt.strftime("%Y-%m-%d"),
+            "Insiders": backtest["customers"],
+            "forecast": backtest["forecast_revenue"].map(_money),
+            "interval": [
+                f"{_money(lo)} to {_money(hi)}"
+                for lo, hi in zip(backtest["lower_bound"], backtest["upper_bound"], strict=True)
+            ],
+            "naive": backtest["naive_revenue"].map(_money),
+            "BG/NBD sum": backtest["model_revenue"].map(_money),
+            "actual": backtest["actual_revenue"].map(_money),
+            "forecast error": backtest["relative_error"].map(_signed_pct),
+            "naive error": backtest["naive_relative_error"].map(_signed_pct),
+            "BG/NBD error": backtest["model_relative_error"].map(_signed_pct),
+            "covered?": backtest["interval_covers_actual"].map(
+                lambda v: "n/a" if pd.isna(v) else ("yes" if v else "no")
+            ),
+            "width (of forecast)": backtest["interval_width_ratio"].map(_pct),
+            "errors behind interval": backtest["errors_behind_interval"],
+        }
+    )
+
+
+def _choice_table(choice: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "definition": choice["definition"],
+            "origins": choice["origins"].map(_int),
+            "mean ratio": choice["mean_ratio"].map(lambda v: _ratio(v, 3)),
+            "lowest": choice["min_ratio"].map(lambda v: _ratio(v, 3)),
+            "highest": choice["max_ratio"].map(lambda v: _ratio(v, 3)),
+            "origins below top spenders": choice["origins_below_top_past_revenue"].map(_int),
+            "never below": choice["qualifies"].map(lambda v: "yes" if v else "no"),
+            "evidence rank": choice["evidence_rank"].map(_int),
+            "chosen": [
+                f"yes ({how})" if is_chosen else ""
+                for is_chosen, how in zip(choice["is_chosen"], choice["chosen_by"], strict=True)
+            ],
+        }
+    )
+
+
+def _evaluation_table(evaluation: pd.DataFrame, chosen: str) -> pd.DataFrame:
+    definitions = evaluation[evaluation["definition"] != "random"]
+    order = definitions.drop_duplicates("definition").sort_values("sort_order")["definition"]
+    table = definitions.pivot(
+        index="origin_date", columns="definition", values="ratio_to_top_past_revenue"
+    )[list(order)].map(lambda v: _ratio(v, 3))
+    table.columns = [f"{c} (chosen)" if c == chosen else c for c in table.columns]
+    shares = evaluation.set_index(["origin_date", "definition"])["share_of_horizon_revenue"]
+    table[f"{chosen} share"] = [_pct(shares.get((o, chosen))) for o in table.index]
+    random = evaluation[evaluation["definition"] == "random"].set_index("origin_date")
+    if not random.empty:
+        table["random share (90% of draws)"] = [
+            f"{_pct(random.loc[o, 'share_of_horizon_revenue'])} "
+            f"({_pct(random.loc[o, 'share_low'])} to {_pct(random.loc[o, 'share_high'])})"
+            if o in random.index
+            else "n/a"
+            for o in table.index
+        ]
+    table.index = pd.to_datetime(table.index).strftime("%Y-%m-%d")
+    return table.rename_axis("origin").reset_index()
 
 
 def _markdown(blocks: list[tuple[str, Any]]) -> str:
@@ -284,7 +677,7 @@ def _markdown(blocks: list[tuple[str, Any]]) -> str:
         elif kind == "p":
             out.append(f"{value}\n")
         elif kind == "table":
-            out.append(_format(value).to_markdown(index=False) + "\n")
+            out.append(_format(value).to_markdown(index=False, disable_numparse=True) + "\n")
         elif kind == "img":
             out.append(f"![{value}]({value})\n")
     return "\n".join(out)
@@ -327,7 +720,15 @@ def _format(frame: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if out[column].dtype == object and out[column].map(lambda v: isinstance(v, Decimal)).any():
             out[column] = out[column].astype(float)
-        if column.startswith("share_") or column in ("precision", "recall"):
+        if (
+            column.startswith("share_")
+            or column.endswith("_share")
+            or column
+            in (
+                "precision",
+                "recall",
+            )
+        ):
             out[column] = out[column].map(lambda v: "" if pd.isna(v) else f"{v:.1%}")
         elif pd.api.types.is_float_dtype(out[column]):
             out[column] = out[column].map(lambda v: "" if pd.isna(v) else f"{v:,.2f}")
@@ -439,49 +840,80 @@ def _movement_chart(movement: pd.DataFrame) -> bytes:
     return _png(plt, fig)
 
 
-def _backtest_chart(evidence: pd.DataFrame) -> bytes:
-    plt, fig, ax = _figure(6, 3.4)
-    data = evidence[evidence["evidence_kind"] == "time_backtest"]
-    ax.bar(data["customer_group"], data["share_of_holdout_revenue"])
-    random = data[data["customer_group"] == "random"]
-    if not random.empty:
-        row = random.iloc[0]
-        ax.errorbar(
-            ["random"],
-            [row["share_of_holdout_revenue"]],
-            yerr=[
-                [row["share_of_holdout_revenue"] - row["ci_low"]],
-                [row["ci_high"] - row["share_of_holdout_revenue"]],
-            ],
-            color="black",
-            capsize=6,
-        )
-    ax.set_title("Share of the revenue after the cut-off, groups chosen before it")
+def _no_data(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _definition_chart(evaluation: pd.DataFrame, chosen: str) -> bytes:
+    plt, fig, ax = _figure(7, 3.8)
+    data = evaluation[evaluation["definition"] != "random"]
+    if data.empty:
+        _no_data(ax, "No evaluation origin yet: not enough history")
+    else:
+        for definition, group in data.sort_values("sort_order").groupby("definition", sort=False):
+            group = group.sort_values("origin_date")
+            ax.plot(
+                pd.to_datetime(group["origin_date"]).dt.strftime("%Y-%m-%d"),
+                group["ratio_to_top_past_revenue"],
+                marker="o",
+                linewidth=3 if definition == chosen else 1.2,
+                color="black" if definition == chosen else None,
+                zorder=5 if definition == chosen else 2,
+                label=f"{definition} (chosen)" if definition == chosen else definition,
+            )
+        ax.axhline(1, color="black", linewidth=0.6, linestyle="--")
+        ax.tick_params(axis="x", rotation=45)
+        ax.set_ylabel("x what the top past spenders took")
+        ax.legend(fontsize=7)
+    ax.set_title("Each definition's next-months revenue against the top past spenders")
     return _png(plt, fig)
 
 
-def _forecast_chart(forecast: pd.DataFrame) -> bytes:
-    plt, fig, ax = _figure(6, 3.4)
-    data = forecast.sort_values(["period", "customer_group"])
-    labels = data["period"] + "\n" + data["customer_group"]
-    ax.bar(labels, data["expected_revenue"], label="expected")
-    backtest = data["actual_revenue"].notna()
-    ax.scatter(
-        labels[backtest],
-        data.loc[backtest, "actual_revenue"],
-        color="black",
-        zorder=3,
-        label="actual (backtest)",
-    )
-    bounds = data["lower_bound"].notna()
-    if bounds.any():
-        ax.vlines(
-            labels[bounds],
-            data.loc[bounds, "lower_bound"],
-            data.loc[bounds, "upper_bound"],
-            color="red",
-            label="interval",
+def _forecast_chart(backtest: pd.DataFrame, forecast: pd.DataFrame) -> bytes:
+    plt, fig, ax = _figure(7, 3.8)
+    labels = list(pd.to_datetime(backtest["origin_date"]).dt.strftime("%Y-%m-%d"))
+    points = list(backtest["forecast_revenue"])
+    lows, highs = list(backtest["lower_bound"]), list(backtest["upper_bound"])
+    now = forecast[forecast["customer_group"] == "insiders"]
+    if not now.empty:
+        row = now.iloc[0]
+        labels.append(f"{_date(row['period_start'])}\n(now)")
+        points.append(row["expected_revenue"])
+        lows.append(row["lower_bound"])
+        highs.append(row["upper_bound"])
+    if not labels:
+        _no_data(ax, "No forecast yet")
+    else:
+        points_ = pd.Series(points, dtype=float)
+        ax.errorbar(
+            labels,
+            points_,
+            yerr=[points_ - pd.Series(lows, dtype=float), pd.Series(highs, dtype=float) - points_],
+            fmt="o",
+            capsize=5,
+            label="forecast and interval",
         )
-    ax.set_title("Expected revenue over the horizon (GBP)")
-    ax.legend(fontsize=8)
+        if not backtest.empty:
+            ax.scatter(
+                labels[: len(backtest)],
+                backtest["actual_revenue"],
+                color="black",
+                marker="s",
+                zorder=3,
+                label="actual",
+            )
+            ax.scatter(
+                labels[: len(backtest)],
+                backtest["naive_revenue"],
+                color="grey",
+                marker="x",
+                zorder=3,
+                label="naive",
+            )
+        ax.tick_params(axis="x", rotation=45)
+        ax.yaxis.set_major_formatter(lambda value, _: f"{value:,.0f}")
+        ax.legend(fontsize=8)
+    ax.set_title("The Insiders' next-months revenue: forecast at each origin vs actual (GBP)")
     return _png(plt, fig)

@@ -30,7 +30,7 @@ from orchestration.warehouse import connect
 
 # Bumped whenever a published table's columns change incompatibly; the dashboard
 # refuses (with a message) a snapshot whose version it does not know.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SNAPSHOT_FILE = "insiders_bi.duckdb"
 PARQUET_LINK = "parquet"
@@ -42,11 +42,15 @@ SNAPSHOT_ENV = "INSIDERS_BI_SNAPSHOT"  # the file the dashboard reads, if not th
 SNAPSHOT_TABLES: tuple[tuple[str, str], ...] = (
     ("insiders", "kpis"),
     ("insiders", "members"),
+    ("insiders", "customer_membership"),
     ("insiders", "cluster_profile"),
     ("insiders", "cluster_actions"),
     ("insiders", "eligibility_rules"),
     ("insiders", "evidence"),
+    ("insiders", "definition_evaluation"),
+    ("insiders", "definition_choice"),
     ("insiders", "revenue_forecast"),
+    ("insiders", "forecast_evaluation"),
     ("insiders", "customer_forecast"),
     ("insiders", "membership_history"),
     ("insiders", "membership_movement"),

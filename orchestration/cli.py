@@ -19,6 +19,12 @@ def _as_of(value: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from exc
 
 
+def _definitions() -> dict[str, str]:
+    from models_py.insiders_definitions import DEFINITIONS
+
+    return DEFINITIONS
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -60,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--source", type=Path, help="file or directory of transaction files")
     run.add_argument("--as-of", type=_as_of)
+    run.add_argument(
+        "--definition",
+        choices=tuple(_definitions()),
+        help="force this definition of the Insiders (default: the one with the best "
+        "rolling-origin evidence)",
+    )
 
     dashboard = sub.add_parser(
         "dashboard",
@@ -111,7 +123,9 @@ def _demo(directory: Path, customers: int, seed: int, layout: str) -> int:
     return 0
 
 
-def _run(warehouse: Path, source: Path | None, as_of: date | None) -> int:
+def _run(
+    warehouse: Path, source: Path | None, as_of: date | None, definition: str | None = None
+) -> int:
     """The main job, executed by Dagster: the same graph `dagster dev` shows."""
     from orchestration.warehouse import connect
 
@@ -131,10 +145,12 @@ def _run(warehouse: Path, source: Path | None, as_of: date | None) -> int:
                 + "#" * 72
             )
             _demo(source, customers=1000, seed=42, layout="kaggle")
-    return run_job(warehouse, source, as_of)
+    return run_job(warehouse, source, as_of, definition)
 
 
-def run_job(warehouse: Path, source: Path | None, as_of: date | None) -> int:
+def run_job(
+    warehouse: Path, source: Path | None, as_of: date | None, definition: str | None = None
+) -> int:
     """Execute the Dagster job in this process; print what it materialised."""
     os.environ[WAREHOUSE_ENV] = str(warehouse)
     from dagster import DagsterInstance
@@ -144,7 +160,14 @@ def run_job(warehouse: Path, source: Path | None, as_of: date | None) -> int:
     job = build_definitions(str(warehouse)).resolve_job_def(JOB_NAME)
     run_config = {
         "ops": {"raw_transactions": {"config": {"source": str(source) if source else ""}}},
-        "resources": {"settings": {"config": {"as_of": as_of.isoformat() if as_of else ""}}},
+        "resources": {
+            "settings": {
+                "config": {
+                    "as_of": as_of.isoformat() if as_of else "",
+                    "insiders_definition": definition or "",
+                }
+            }
+        },
     }
     instance = (
         DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
@@ -158,17 +181,8 @@ def run_job(warehouse: Path, source: Path | None, as_of: date | None) -> int:
     print(f"run {result.run_id}: {len(materialized)} assets materialized")
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
-        if (
-            "insiders_share_of_customers" in meta
-            and event.asset_key.path[-1] == "customer_segments"
-        ):
-            print(
-                f"Insiders: {meta['insiders'].value} of {meta['customers'].value} customers "
-                f"({meta['insiders_share_of_customers'].value:.1%}), "
-                f"{meta['insiders_share_of_revenue'].value:.1%} of customer revenue; "
-                f"model {meta['model'].value}"
-            )
         if event.asset_key.to_user_string() == "insiders/report" and "html" in meta:
+            _print_answer(warehouse)
             print(f"report: {meta['html'].value}")
     if not result.success:
         for event in result.all_events:
@@ -176,6 +190,35 @@ def run_job(warehouse: Path, source: Path | None, as_of: date | None) -> int:
                 print(f"insiders: error: {event.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_answer(warehouse: Path) -> None:
+    """One line: who the Insiders are, by which definition, and what they bring."""
+    from orchestration.warehouse import connect
+
+    con = connect(warehouse, read_only=True)
+    try:
+        row = con.execute(
+            """
+            select kpis.insiders, kpis.customers, kpis.share_of_customers,
+                kpis.share_of_customer_revenue, choice.definition, choice.chosen_by,
+                choice.mean_ratio
+            from insiders.kpis as kpis
+            cross join insiders.definition_choice as choice
+            where choice.is_chosen
+            """
+        ).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        return
+    insiders, customers, share, revenue, definition, chosen_by, ratio = row
+    how = "forced" if chosen_by == "forced" else "chosen by rolling-origin evidence"
+    evidence = f", {ratio:.3f}x the top spenders' next-months revenue" if ratio else ""
+    print(
+        f"Insiders: {insiders} of {customers} customers ({share:.1%}), {revenue:.1%} of "
+        f"customer revenue; definition {definition} ({how}{evidence})"
+    )
 
 
 def _dashboard(warehouse: Path, port: int, address: str, snapshot: Path | None) -> int:
@@ -227,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args.directory, args.customers, args.seed, args.layout)
     if args.command == "dashboard":
         return _dashboard(warehouse, args.port, args.address, args.snapshot)
-    return _run(warehouse, args.source, args.as_of)
+    return _run(warehouse, args.source, args.as_of, args.definition)
 
 
 if __name__ == "__main__":

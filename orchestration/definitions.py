@@ -166,8 +166,6 @@ ML_TABLES = {
     "customer_segments": "One row per customer of marts.dim_customers: cluster and Insider flag.",
     "model_selection": "One row per candidate (space x algorithm x K) with its scores.",
     "customer_embedding": "2-D coordinates per customer, for plots.",
-    "eligibility_rules": "Readable entry rules (depth-3 tree on the features) with scores.",
-    "group_evidence": "Insiders against the rest: bootstrap CI and Mann-Whitney per metric.",
 }
 
 
@@ -209,6 +207,10 @@ ANALYTICS_TABLES = {
     "actual once the horizon is over.",
     "customer_forecast": "Per customer at the as-of: probability alive, expected purchases, "
     "spend and revenue over the horizon (BG/NBD + Gamma-Gamma, pymc-marketing).",
+    "eligibility_rules": "Per definition, readable entry rules (depth-3 tree on the "
+    "features) with their precision and recall.",
+    "group_evidence": "Per definition, its members against the rest: bootstrap CI and "
+    "Mann-Whitney per metric.",
 }
 
 

@@ -14,19 +14,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from models_py.clustering import ClusteringConfig, fit_segmentation, load_segmenter
+from models_py.eligibility import eligibility_rules
+from models_py.evidence import group_differences
 from models_py.forecast import predict_revenue
-from models_py.group_forecast import INTERVAL_METHOD, adjustment, log_error, rolling_interval
+from models_py.group_forecast import (
+    INTERVAL_METHOD,
+    Adjustment,
+    adjustment,
+    log_error,
+    rolling_interval,
+)
 from models_py.insiders_definitions import (
     DEFINITIONS,
+    TRAINED,
     evaluate_definitions,
     select_members,
 )
+from models_py.revenue_model import predict_next_revenue
 from orchestration.ml_tables import latest_model_path, write_tables
 from orchestration.warehouse import connect
 
@@ -121,15 +134,26 @@ def expected_revenue_at(histories: pd.DataFrame, seed: int) -> tuple[pd.Series, 
 # --- the rolling-origin evaluation -------------------------------------------------
 
 
-def run_rolling_evaluation(
-    warehouse: Path,
-    n_random: int,
-    confidence: float,
-    seed: int,
-    log: logging.Logger | Any,
-) -> dict[str, Any]:
-    """Every definition at every date, scored at every origin; the group forecasts."""
-    run_id, as_of, model_path, labels = _current_run(warehouse)
+@dataclass
+class EvaluationInputs:
+    """What the evaluation reads from dbt, split by evaluation date."""
+
+    dates: pd.DataFrame
+    features: dict[date, pd.DataFrame]
+    scores: dict[date, pd.DataFrame]
+    histories: dict[date, pd.DataFrame]
+    modelled: pd.DataFrame
+    monthly: pd.Series
+    first_day: pd.Timestamp
+    horizon_months: int
+
+    @property
+    def origins(self) -> set[date]:
+        return set(self.dates.loc[self.dates["is_evaluation_origin"], "evaluation_date"])
+
+
+def read_inputs(warehouse: Path) -> EvaluationInputs:
+    """Read the point-in-time inputs of every evaluation date (built by dbt)."""
     frames = _read(
         warehouse,
         {
@@ -147,7 +171,75 @@ def run_rolling_evaluation(
             if column in frames[name]:
                 frames[name][column] = pd.to_datetime(frames[name][column]).dt.date
     dates = frames["dates"]
-    origins = set(dates.loc[dates["is_evaluation_origin"], "evaluation_date"])
+    start, end = (pd.Timestamp(dates[c].iloc[0]) for c in ("evaluation_date", "horizon_end"))
+
+    def by_date(frame: pd.DataFrame) -> dict[date, pd.DataFrame]:
+        return {day: part for day, part in frame.groupby("evaluation_date", sort=True)}
+
+    return EvaluationInputs(
+        dates=dates,
+        features=by_date(frames["features"]),
+        scores=by_date(frames["scores"]),
+        histories=by_date(frames["histories"]),
+        modelled=_model_frame(frames["scores"], frames["features"], dates),
+        monthly=frames["monthly"].set_index("month")["revenue"],
+        first_day=pd.Timestamp(frames["monthly"]["first_invoice_at"].min()).normalize(),
+        horizon_months=(end.year - start.year) * 12 + end.month - start.month,
+    )
+
+
+@dataclass
+class Decision:
+    """Everything decided at one date, from the data before it only."""
+
+    cluster: list[str]
+    expected: pd.Series | None
+    expected_fit: dict[str, Any] | None
+    members: dict[str, list[str]]
+    adjustment: Adjustment
+    forecasts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def decide_at(
+    inputs: EvaluationInputs,
+    day: date,
+    spec: ClusteringConfig,
+    seed: int,
+    cluster: list[str] | None = None,
+    fit_expected: bool = True,
+) -> Decision:
+    """The Insiders cluster (refitted, unless given), the expected-revenue and trained
+    models, every definition's members and every group's forecast at ``day``."""
+    if cluster is None:
+        cluster = cluster_members_at(inputs.features[day], spec)
+    expected, fit = None, None
+    if fit_expected and day in inputs.histories:
+        expected, _, fit = expected_revenue_at(inputs.histories[day], seed)
+    modelled = inputs.modelled
+    trained = predict_next_revenue(
+        modelled[modelled["horizon_end"] <= day], modelled[modelled["evaluation_date"] == day], seed
+    )
+    scores = inputs.scores[day]
+    members = select_members(
+        scores, cluster, expected, None if trained is None else {TRAINED: trained}
+    )
+    adjust = adjustment(inputs.monthly, inputs.first_day, pd.Timestamp(day), inputs.horizon_months)
+    decision = Decision(cluster, expected, fit, members, adjust)
+    decision.forecasts = _group_forecasts(day, scores, members, expected, adjust)
+    return decision
+
+
+def run_rolling_evaluation(
+    warehouse: Path,
+    n_random: int,
+    confidence: float,
+    seed: int,
+    log: logging.Logger | Any,
+) -> dict[str, Any]:
+    """Every definition at every date, scored at every origin; the group forecasts."""
+    run_id, as_of, model_path, labels = _current_run(warehouse)
+    inputs = read_inputs(warehouse)
+    dates, origins = inputs.dates, inputs.origins
     if not origins:
         log.warning(
             "no evaluation origin: the data are shorter than var evaluation_min_history_months"
@@ -155,60 +247,59 @@ def run_rolling_evaluation(
         )
     segmenter = load_segmenter(Path(model_path))
     spec = refit_specification(segmenter.config or ClusteringConfig(), segmenter.chosen)
-    features = dict(tuple(frames["features"].groupby("evaluation_date", sort=True)))
-    scores = dict(tuple(frames["scores"].groupby("evaluation_date", sort=True)))
-    histories = dict(tuple(frames["histories"].groupby("evaluation_date", sort=True)))
-    monthly = frames["monthly"].set_index("month")["revenue"]
-    first_day = pd.Timestamp(frames["monthly"]["first_invoice_at"].min()).normalize()
     current = pd.Timestamp(as_of).date()
-    first = dates.iloc[0]
-    horizon_months = (
-        pd.Timestamp(first["horizon_end"]).year - first["evaluation_date"].year
-    ) * 12 + (pd.Timestamp(first["horizon_end"]).month - first["evaluation_date"].month)
 
-    member_rows, evaluation_rows, forecast_rows = [], [], []
-    seconds_fitting, customer_forecast, parameters = 0.0, None, {}
-    for date in dates["evaluation_date"]:
-        day = pd.Timestamp(date).date()
-        if day not in scores:
+    member_rows, evaluation_rows, forecast_rows, rules, evidence = [], [], [], [], []
+    customer_forecast, parameters = None, {}
+    started = time.perf_counter()
+    for day in dates["evaluation_date"]:
+        if day not in inputs.scores:
             continue
-        if day == current:
-            cluster = labels.loc[labels["is_insider"], "customer_id"].astype(str).tolist()
-        else:
-            try:
-                cluster = cluster_members_at(features[day], spec)
-            except ValueError as error:  # too few customers at an early date
-                log.info(f"{day}: the clustering cannot be refitted ({error}); date skipped")
-                continue
-        expected = None
-        if day in histories and (day == current or day in origins):
-            expected, seconds, fit = expected_revenue_at(histories[day], seed)
-            seconds_fitting += seconds
+        try:
+            decision = decide_at(
+                inputs,
+                day,
+                spec,
+                seed,
+                cluster=labels.loc[labels["is_insider"], "customer_id"].astype(str).tolist()
+                if day == current
+                else None,
+                fit_expected=day == current or day in origins,
+            )
+        except ValueError as error:  # too few customers at an early date
             if day == current:
-                customer_forecast, parameters = fit["customers"], fit["parameters"]
-        members = select_members(scores[day], cluster, expected)
+                raise
+            log.info(f"{day}: no decision possible ({error}); date skipped")
+            continue
+        members = decision.members
         for definition, ids in members.items():
             member_rows.append(
                 pd.DataFrame({"customer_id": ids, "member_rank": range(1, len(ids) + 1)}).assign(
                     evaluation_date=day, definition=definition
                 )
             )
+        forecast_rows += decision.forecasts
+        if day == current:
+            customers = _read(
+                warehouse, {"c": "select * from marts.dim_customers order by customer_id"}
+            )["c"]
+            rules, evidence = _explain(customers, members, seed)
+            if decision.expected_fit is not None:
+                customer_forecast = decision.expected_fit["customers"]
+                parameters = decision.expected_fit["parameters"]
         if day in origins:
             evaluated = evaluate_definitions(
-                scores[day], members, n_random=n_random, confidence=confidence, seed=seed
+                inputs.scores[day], members, n_random=n_random, confidence=confidence, seed=seed
             )
             evaluation_rows.append(evaluated.assign(origin_date=day))
-        forecast_rows += _group_forecasts(
-            day, scores[day], members, expected, monthly, first_day, horizon_months
-        )
-        if day in origins:
             log.info(
-                f"origin {day}: {len(cluster)} members; shares "
+                f"origin {day}: {len(decision.cluster)} members; shares "
                 + ", ".join(
                     f"{r.definition} {r.share_of_horizon_revenue:.3f}"
                     for r in evaluated.itertuples()
                 )
             )
+    seconds = time.perf_counter() - started
     stamp = {"run_id": run_id, "as_of": as_of}
     horizon_end = dates.set_index("evaluation_date")["horizon_end"]
     forecasts = _with_intervals(pd.DataFrame(forecast_rows), origins, horizon_end)
@@ -244,9 +335,43 @@ def run_rolling_evaluation(
             "definition_evaluation": evaluation,
             "group_forecasts": forecasts,
             "customer_forecast": customers,
+            "eligibility_rules": pd.concat(rules, ignore_index=True).assign(**stamp),
+            "group_evidence": pd.concat(evidence, ignore_index=True).assign(**stamp),
         },
     )
-    return _metadata(evaluation, forecasts, current, seconds_fitting)
+    return _metadata(evaluation, forecasts, current, seconds)
+
+
+def _model_frame(scores: pd.DataFrame, features: pd.DataFrame, dates: pd.DataFrame) -> pd.DataFrame:
+    """Scores and features of every customer at every date, with the date's horizon end:
+    what the revenue model trains on (rows whose horizon ended by a date) and scores."""
+    extra = [
+        c for c in features.columns if c not in scores.columns or c == "customer_evaluation_id"
+    ]
+    return scores.merge(features[extra], on="customer_evaluation_id").merge(
+        dates[["evaluation_date", "horizon_end"]], on="evaluation_date"
+    )
+
+
+def _explain(
+    customers: pd.DataFrame, members: dict[str, list[str]], seed: int
+) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """Per definition at the as-of: readable entry rules (what makes a person eligible)
+    and the members against the rest (the in-sample part of the evidence); dbt keeps
+    the chosen definition's."""
+    rules, evidence = [], []
+    ids = customers["customer_id"].astype(str)
+    for definition, chosen in members.items():
+        flags = ids.isin(set(chosen)).to_numpy()
+        if flags.all() or not flags.any():
+            continue
+        found = eligibility_rules(customers, flags, seed=seed)
+        found["conditions"] = [json.dumps(c) for c in found["conditions"]]
+        rules.append(found.assign(definition=definition))
+        evidence.append(
+            group_differences(customers, flags, seed=seed).assign(definition=definition)
+        )
+    return rules, evidence
 
 
 def _group_forecasts(
@@ -254,13 +379,10 @@ def _group_forecasts(
     scores: pd.DataFrame,
     members: dict[str, list[str]],
     expected: pd.Series | None,
-    monthly: pd.Series,
-    first_day: pd.Timestamp,
-    horizon_months: int,
+    adjust: Adjustment,
 ) -> list[dict[str, Any]]:
     """Each definition's group (and all customers): last-horizon revenue, the adjusted
     forecast, the expected-revenue model's sum and, once the horizon is over, actuals."""
-    adjust = adjustment(monthly, first_day, pd.Timestamp(day), horizon_months)
     by_id = scores.assign(customer_id=scores["customer_id"].astype(str)).set_index("customer_id")
     groups = {**members, "all_customers": by_id.index.tolist()}
     rows = []
@@ -314,12 +436,12 @@ def _with_intervals(forecasts: pd.DataFrame, origins: set, horizon_end: pd.Serie
 
 
 def _metadata(
-    evaluation: pd.DataFrame, forecasts: pd.DataFrame, current: Any, seconds_fitting: float
+    evaluation: pd.DataFrame, forecasts: pd.DataFrame, current: Any, seconds: float
 ) -> dict[str, Any]:
     """What Dagster shows: the per-origin shares and the current forecasts."""
     metadata: dict[str, Any] = {
         "origins": int(evaluation["origin_date"].nunique()),
-        "seconds_fitting_expected_revenue": round(seconds_fitting, 2),
+        "seconds_evaluating": round(seconds, 2),
     }
     if not evaluation.empty:
         wide = evaluation.pivot(

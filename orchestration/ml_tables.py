@@ -53,6 +53,7 @@ create table if not exists ml.customer_embedding (
     run_id varchar not null
 );
 create table if not exists ml.eligibility_rules (
+    definition varchar not null,
     run_id varchar not null,
     as_of date not null,
     rule_id integer not null,
@@ -64,6 +65,7 @@ create table if not exists ml.eligibility_rules (
     recall double not null
 );
 create table if not exists ml.group_evidence (
+    definition varchar not null,
     run_id varchar not null,
     as_of date not null,
     metric varchar not null,
@@ -78,6 +80,10 @@ create table if not exists ml.group_evidence (
     mann_whitney_u double not null,
     p_value double not null
 );
+-- Entry rules and evidence are made for every definition of the Insiders since the
+-- rolling-origin evaluation chooses among them; older warehouses gain the column.
+alter table ml.eligibility_rules add column if not exists definition varchar;
+alter table ml.group_evidence add column if not exists definition varchar;
 -- The rolling-origin evaluation (orchestration/insiders_steps.py). Tables of the
 -- single-cut-off backtest it replaced are dropped from older warehouses.
 drop table if exists ml.membership_evaluations;
@@ -188,8 +194,6 @@ class SegmentationWrite:
     config: dict[str, Any]
     chosen: dict[str, Any]
     stability_ari: float | None
-    rules: pd.DataFrame | None = None
-    evidence: pd.DataFrame | None = None
 
 
 def read_customers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -243,12 +247,6 @@ def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite)
                 "chosen": "is_chosen",
             }
         ).assign(**stamp),
-        "eligibility_rules": None
-        if write.rules is None
-        else write.rules.assign(
-            conditions=[json.dumps(c) for c in write.rules["conditions"]], **stamp
-        ),
-        "group_evidence": None if write.evidence is None else write.evidence.assign(**stamp),
     }
     centroids = write.centroids.melt(
         id_vars="cluster_id", var_name="feature", value_name="value"

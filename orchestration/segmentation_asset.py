@@ -24,8 +24,6 @@ from models_py.clustering import (
     save_segmenter,
     score_with_model,
 )
-from models_py.eligibility import eligibility_rules
-from models_py.evidence import group_differences
 from orchestration.ml_tables import (
     SegmentationWrite,
     latest_model_path,
@@ -109,9 +107,6 @@ def run_segmentation(
         clustering = segmenter.config or config.clustering_config()
 
     model_name = f"{chosen['algorithm']} k={chosen['k']} on {chosen['space']}"
-    labelled = customers.merge(labels[["customer_id", "is_insider"]], on="customer_id")
-    rules = eligibility_rules(labelled, labelled["is_insider"], seed=clustering.seed)
-    evidence = group_differences(labelled, labelled["is_insider"], seed=clustering.seed)
     con = connect(warehouse)
     try:
         write_segmentation(
@@ -129,19 +124,12 @@ def run_segmentation(
                 config=clustering.to_dict(),
                 chosen=chosen,
                 stability_ari=stability,
-                rules=rules,
-                evidence=evidence,
             ),
         )
     finally:
         con.close()
     metadata = _metadata(
         labels, profile, embedding, chosen, stability, timings, model_name, as_of, model_path
-    )
-    metadata["eligibility_rules"] = MetadataValue.md(
-        rules[["rule_id", "rule", "customers", "precision", "recall"]].to_markdown(
-            index=False, floatfmt=".3f"
-        )
     )
     return metadata
 

@@ -56,6 +56,17 @@ def test_the_snapshot_holds_every_published_table_as_in_the_warehouse(warehouse,
         assert duckdb.sql(f"select count(*) from '{parquet}'").fetchall()[0][0] == expected
         assert published.rows[name] == expected
     assert scalar(warehouse, "select count(*) from insiders.members") > 0
+    # the rolling-origin evaluation is published, with one chosen definition
+    for name in (
+        "insiders.definition_evaluation",
+        "insiders.definition_choice",
+        "insiders.forecast_evaluation",
+        "insiders.customer_membership",
+    ):
+        assert published.rows[name] > 0, name
+    assert attached(
+        published.path, "select count(*) from insiders.definition_choice where is_chosen"
+    ) == [(1,)]
     info = attached(
         published.path, "select snapshot_id, run_id, schema_version, table_rows from snapshot_info"
     )[0]

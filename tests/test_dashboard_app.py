@@ -35,6 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "dashboard" / "app.py"
 PAGES = {
     "Overview": None,
+    "Evidence": "views/evidence.py",
     "Clusters": "views/clusters.py",
     "Insiders": "views/insiders.py",
     "Movement": "views/movement.py",
@@ -141,58 +142,248 @@ def test_overview_metrics_are_the_snapshots_figures(demo_snapshot: Path, open_ap
     info = read(demo_snapshot, "select * from main.snapshot_info").iloc[0]
     forecast = read(
         demo_snapshot,
-        "select * from insiders.revenue_forecast "
-        "where period = 'forecast' and customer_group = 'insiders'",
+        "select * from insiders.revenue_forecast where customer_group = 'insiders'",
     ).iloc[0]
-    expected_revenue = forecast.get("calibrated_revenue")
-    if expected_revenue is None or pd.isna(expected_revenue):
-        expected_revenue = forecast["expected_revenue"]
+    errors = read(
+        demo_snapshot,
+        """
+        select
+            median(abs(relative_error)) as forecast,
+            median(abs(naive_relative_error)) as naive,
+            median(abs(model_relative_error)) as model,
+            count(*) filter (where interval_covers_actual) as covered,
+            count(*) as origins
+        from insiders.forecast_evaluation
+        """,
+    ).iloc[0]
+    assert errors["origins"] > 0  # the demo data is long enough for rolling origins
 
     shown = metrics(at)
     assert shown == {
         "Insiders": f"{kpis['insiders']:,}",
         "Share of customers": f"{kpis['share_of_customers']:.1%}",
         "Share of revenue": f"{kpis['share_of_all_revenue']:.1%}",
-        "Expected revenue (next months)": f"£{expected_revenue:,.0f}",
+        "Expected revenue (next months)": f"£{forecast['expected_revenue']:,.0f}",
         "As of": pd.Timestamp(info["as_of"]).date().isoformat(),
         "Run": info["run_id"],
+        "Forecast": f"£{forecast['expected_revenue']:,.0f}",
+        "Interval from": f"£{forecast['lower_bound']:,.0f}",
+        "Interval to": f"£{forecast['upper_bound']:,.0f}",
+        "Naive forecast": f"£{forecast['naive_revenue']:,.0f}",
+        "Median error, forecast": f"{errors['forecast']:.1%}",
+        "Median error, naive": f"{errors['naive']:.1%}",
+        "Median error, BG/NBD sum": f"{errors['model']:.1%}",
+        "Interval covered": f"{int(errors['covered'])} of {int(errors['origins'])}",
     }
     assert kpis["insiders"] == members > 0
     assert not at.error and not at.warning
 
 
-def test_overview_shows_the_forecast_interval_and_the_evidence(
-    demo_snapshot: Path, open_app
-) -> None:
+def test_overview_names_the_chosen_definition_and_why(demo_snapshot: Path, open_app) -> None:
     at = open_app(demo_snapshot)
+    chosen = read(demo_snapshot, "select * from insiders.definition_choice where is_chosen").iloc[0]
+    assert (
+        one(demo_snapshot, "select count(*) from insiders.definition_choice where is_chosen") == 1
+    )
+    text = " ".join(m.value for m in at.markdown)
+    assert f"The Insiders are **`{chosen['definition']}`**: {chosen['description']}." in text
+    reason = {
+        "best_evidence": "Chosen by the evidence",
+        "best_mean_none_qualified": "No candidate took at least what the top customers",
+        "no_evaluation_origin": "No origin could be evaluated yet",
+    }[chosen["chosen_by"]]
+    assert reason in text
+    assert "Forced" not in text
+    # the members are the chosen definition's
+    definitions = read(demo_snapshot, "select distinct definition from insiders.members")
+    assert definitions["definition"].tolist() == [chosen["definition"]]
+
     forecast = read(
         demo_snapshot,
-        "select lower_bound, upper_bound from insiders.revenue_forecast "
-        "where period = 'forecast' and customer_group = 'insiders'",
+        "select * from insiders.revenue_forecast where customer_group = 'insiders'",
     ).iloc[0]
     captions = " ".join(c.value for c in at.caption)
-    if pd.notna(forecast["lower_bound"]):
-        assert f"£{forecast['lower_bound']:,.0f} to £{forecast['upper_bound']:,.0f}" in captions
-    else:
-        assert "no interval" in captions
+    assert (
+        f"interval £{forecast['lower_bound']:,.0f} to £{forecast['upper_bound']:,.0f}" in captions
+    )
+    assert f"is £{forecast['naive_revenue']:,.0f}." in captions
+    assert "What guarantees that the Insiders are better than the rest?" in text
+    assert f"took on average {chosen['mean_share']:.1%} of the next months' revenue" in text
+    for gone in ("calibrated", "backtest", "cut-off", "hold-out"):
+        assert gone not in (text + captions).lower()
 
-    backtest = read(
+
+def test_overview_says_when_the_definition_was_forced(
+    demo_snapshot: Path, tmp_path: Path, open_app
+) -> None:
+    forced = one(
         demo_snapshot,
-        "select customer_group, share_of_holdout_revenue from insiders.evidence "
-        "where evidence_kind = 'time_backtest'",
-    ).set_index("customer_group")["share_of_holdout_revenue"]
+        "select definition from insiders.definition_choice where not is_chosen "
+        "order by evidence_rank desc limit 1",
+    )
+    altered = altered_copy(
+        demo_snapshot,
+        tmp_path / "forced.duckdb",
+        f"""
+        update insiders.definition_choice set
+            is_chosen = definition = '{forced}',
+            chosen_by = case when definition = '{forced}' then 'forced' end
+        """,
+    )
+    at = open_app(altered)
     text = " ".join(m.value for m in at.markdown)
-    for group in ("insiders", "random", "top_monetary"):
-        assert f"{backtest[group]:.1%}" in text
-    versus = frame_with(at, "insiders_mean")
+    assert f"The Insiders are **`{forced}`**" in text
+    assert "**Forced** by the run's configuration" in text
+    best = one(altered, "select definition from insiders.definition_choice where evidence_rank = 1")
+    assert f"the evidence ranks `{best}` first" in text
+    assert not at.error
+
+
+# Evidence
+
+
+def test_without_origins_the_pages_say_so(demo_snapshot: Path, tmp_path: Path, open_app) -> None:
+    """Data too short for a rolling origin: the default definition, and no evaluation."""
+    short = altered_copy(
+        demo_snapshot,
+        tmp_path / "short.duckdb",
+        "delete from insiders.definition_evaluation",
+        "delete from insiders.forecast_evaluation",
+        """
+        update insiders.definition_choice set
+            origins = 0, origins_evaluated = 0, mean_ratio = null, min_ratio = null,
+            max_ratio = null, mean_share = null, qualifies = false,
+            is_chosen = definition = 'insiders_cluster',
+            chosen_by = case when definition = 'insiders_cluster' then 'no_evaluation_origin' end
+        """,
+    )
+    at = open_app(short)
+    text = " ".join(m.value for m in at.markdown)
+    assert "The Insiders are **`insiders_cluster`**" in text
+    assert "No origin could be evaluated yet" in text
+    assert metrics(at)["Interval covered"] == "—"
+    assert not at.error
+    at = open_app(short, "Evidence")
+    assert "No rolling-origin evaluation yet" in messages(at)
+    assert "No rolling-origin evaluation of the forecast yet." in messages(at)
+    assert frame_with(at, "evidence_rank")["is_chosen"].sum() == 1
+    assert not at.error
+
+
+def test_evidence_page_shows_every_definition(demo_snapshot: Path, open_app) -> None:
+    at = open_app(demo_snapshot, "Evidence")
+    table = frame_with(at, "evidence_rank")
     expected = read(
+        demo_snapshot, "select * from insiders.definition_choice order by evidence_rank, definition"
+    )
+    assert len(expected) >= 2
+    assert table["definition"].tolist() == expected["definition"].tolist()
+    assert table["description"].tolist() == expected["description"].tolist()
+    assert table["is_chosen"].tolist() == expected["is_chosen"].tolist()
+    assert table["qualifies"].tolist() == expected["qualifies"].tolist()
+    for column in ("mean_ratio", "min_ratio", "max_ratio", "mean_share"):
+        assert table[column].tolist() == pytest.approx(expected[column].tolist(), nan_ok=True)
+    assert (
+        table["origins_below_top_past_revenue"].tolist()
+        == expected["origins_below_top_past_revenue"].tolist()
+    )
+    chosen = expected[expected["is_chosen"]]["definition"].iloc[0]
+    text = " ".join(m.value for m in at.markdown)
+    assert f"The Insiders are **`{chosen}`**" in text
+    assert not at.error and not at.warning
+
+
+def test_evidence_page_shows_every_origin(demo_snapshot: Path, open_app) -> None:
+    at = open_app(demo_snapshot, "Evidence")
+    evaluation = read(
+        demo_snapshot, "select * from insiders.definition_evaluation order by origin_date"
+    )
+    chosen = one(demo_snapshot, "select definition from insiders.definition_choice where is_chosen")
+    origins = sorted(evaluation["origin_date"].unique())
+    assert len(origins) >= 1
+    table = frame_with(at, "random_share")
+    assert table["origin_date"].tolist() == origins
+    candidates = (
+        evaluation[~evaluation["is_baseline_random"]]
+        .drop_duplicates("definition")
+        .sort_values(["sort_order", "definition"])["definition"]
+        .tolist()
+    )
+    headers = [f"{d} (chosen)" if d == chosen else d for d in candidates]
+    assert table.columns.tolist() == [
+        "origin_date",
+        "horizon_end",
+        "members",
+        *headers,
+        "random_share",
+        "random_share_low",
+        "random_share_high",
+    ]
+    for definition, header in zip(candidates, headers, strict=True):
+        want = evaluation[evaluation["definition"] == definition].set_index("origin_date")
+        assert table[header].tolist() == pytest.approx(
+            want.loc[origins, "ratio_to_top_past_revenue"].tolist(), nan_ok=True
+        )
+    random = evaluation[evaluation["definition"] == "random"].set_index("origin_date")
+    assert table["random_share"].tolist() == pytest.approx(
+        random.loc[origins, "share_of_horizon_revenue"].tolist()
+    )
+    assert table["random_share_low"].tolist() == pytest.approx(
+        random.loc[origins, "share_low"].tolist()
+    )
+    assert table["random_share_high"].tolist() == pytest.approx(
+        random.loc[origins, "share_high"].tolist()
+    )
+    # the ratio and share charts
+    assert len(at.get("vega_lite_chart")) == 2
+
+
+def test_evidence_page_shows_the_forecast_at_every_origin(demo_snapshot: Path, open_app) -> None:
+    at = open_app(demo_snapshot, "Evidence")
+    table = frame_with(at, "actual_revenue")
+    expected = read(
+        demo_snapshot, "select * from insiders.forecast_evaluation order by origin_date"
+    )
+    assert len(table) == len(expected) >= 1
+    assert table["origin_date"].tolist() == expected["origin_date"].tolist()
+    for column in (
+        "forecast_revenue",
+        "lower_bound",
+        "upper_bound",
+        "naive_revenue",
+        "model_revenue",
+        "actual_revenue",
+        "relative_error",
+        "naive_relative_error",
+        "model_relative_error",
+        "interval_width_ratio",
+    ):
+        assert table[column].tolist() == pytest.approx(expected[column].tolist()), column
+    assert table["interval_covers_actual"].tolist() == expected["interval_covers_actual"].tolist()
+    groups = frame_with(at, "trend_factor")
+    forecast = read(
+        demo_snapshot, "select * from insiders.revenue_forecast order by customer_group desc"
+    )
+    assert groups["customer_group"].tolist() == forecast["customer_group"].tolist()
+    assert groups["expected_revenue"].tolist() == pytest.approx(
+        forecast["expected_revenue"].tolist()
+    )
+    versus = frame_with(at, "insiders_mean")
+    expected_versus = read(
         demo_snapshot,
         "select metric, insiders_mean from insiders.evidence "
         "where evidence_kind = 'insiders_vs_rest' order by evidence_id",
     )
-    assert versus["metric"].tolist() == expected["metric"].tolist()
-    assert versus["insiders_mean"].tolist() == pytest.approx(expected["insiders_mean"].tolist())
-    assert "What guarantees that the Insiders are better than the rest?" in text
+    assert versus["metric"].tolist() == expected_versus["metric"].tolist()
+    assert versus["insiders_mean"].tolist() == pytest.approx(
+        expected_versus["insiders_mean"].tolist()
+    )
+    text = " ".join(m.value for m in at.markdown)
+    median = one(
+        demo_snapshot, "select median(abs(relative_error)) from insiders.forecast_evaluation"
+    )
+    assert f"by {median:.1%} (median absolute relative error)" in text
+    assert not at.error
 
 
 # Clusters
@@ -412,6 +603,11 @@ def test_no_snapshot_yet_says_how_to_build_one(tmp_path: Path, open_app, page: s
         ("drop table main.snapshot_info", "no snapshot_info"),
         ("alter table insiders.members drop column country", "insiders.members lacks column"),
         ("drop table insiders.evidence", "insiders.evidence is missing"),
+        ("drop table insiders.definition_choice", "insiders.definition_choice is missing"),
+        (
+            "alter table insiders.revenue_forecast drop column naive_revenue",
+            "insiders.revenue_forecast lacks column(s) naive_revenue",
+        ),
     ],
 )
 @pytest.mark.parametrize("page", list(PAGES))
@@ -432,7 +628,7 @@ def test_empty_member_list_says_so(demo_snapshot: Path, tmp_path: Path, open_app
     at = open_app(empty, "Insiders")
     assert "No members yet" in messages(at)
     assert not at.dataframe and not at.get("download_button") and not at.error
-    for page in ("Overview", "Clusters", "Movement"):
+    for page in ("Overview", "Evidence", "Clusters", "Movement"):
         assert not open_app(empty, page).error
 
 

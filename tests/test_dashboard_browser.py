@@ -90,10 +90,58 @@ def test_overview_shows_the_kpis_of_the_snapshot(page, dashboard_url, demo_snaps
     assert metric(page, "Run") == info["run_id"]
     forecast = snapshot_query(
         demo_snapshot,
-        "select coalesce(calibrated_revenue, expected_revenue) as value "
-        "from insiders.revenue_forecast where period = 'forecast' and customer_group = 'insiders'",
+        "select * from insiders.revenue_forecast where customer_group = 'insiders'",
+    ).iloc[0]
+    assert metric(page, "Expected revenue (next months)") == f"£{forecast['expected_revenue']:,.0f}"
+    assert metric(page, "Naive forecast") == f"£{forecast['naive_revenue']:,.0f}"
+    median = snapshot_query(
+        demo_snapshot,
+        "select median(abs(relative_error)) as forecast, "
+        "median(abs(naive_relative_error)) as naive from insiders.forecast_evaluation",
+    ).iloc[0]
+    assert metric(page, "Median error, forecast") == f"{median['forecast']:.1%}"
+    assert metric(page, "Median error, naive") == f"{median['naive']:.1%}"
+    chosen = snapshot_query(
+        demo_snapshot, "select definition from insiders.definition_choice where is_chosen"
+    )["definition"].iloc[0]
+    assert f"The Insiders are {chosen}:" in page.inner_text("body")
+
+
+def grid_rows(frame: Any) -> list[dict[str, str]]:
+    """The rows an st.dataframe shows, from the accessible table the grid keeps beside
+    its canvas (the columns in view)."""
+    table = frame.locator('table[role="grid"]')
+    headers = [(h.text_content() or "").strip() for h in table.locator("thead th").all()]
+    rows = []
+    for row in table.locator("tbody tr").all():
+        cells = [(c.text_content() or "").strip() for c in row.locator("td").all()]
+        rows.append(dict(zip(headers, cells, strict=False)))
+    return rows
+
+
+def test_evidence_page_shows_the_definition_table_with_the_chosen_one(
+    page, dashboard_url, demo_snapshot
+):
+    open_page(page, f"{dashboard_url}/evidence", "Candidate definitions")
+    choice = snapshot_query(
+        demo_snapshot,
+        "select definition, is_chosen from insiders.definition_choice "
+        "order by evidence_rank, definition",
     )
-    assert metric(page, "Expected revenue (next months)") == f"£{forecast['value'].iloc[0]:,.0f}"
+    chosen = choice[choice["is_chosen"]]["definition"].iloc[0]
+    definitions = page.locator('[data-testid="stDataFrame"]').first
+    # the accessible table is in the page, though not drawn (the canvas is)
+    definitions.locator('table[role="grid"] tbody tr').first.wait_for(state="attached")
+    rows = grid_rows(definitions)
+    assert [row["Definition"] for row in rows] == choice["definition"].tolist()
+    assert [row["Definition"] for row in rows if row["Chosen"] == "true"] == [chosen]
+    body = page.inner_text("body")
+    assert f"The Insiders are {chosen}:" in body
+    for header in ("Candidate definitions", "Every origin", "The forecast at every origin"):
+        assert page.get_by_text(header, exact=True).count() == 1
+    # the ratio and share charts render
+    page.locator('[data-testid="stVegaLiteChart"]').nth(1).wait_for()
+    screenshot(page, "evidence")
 
 
 def test_clusters_page_shows_profiles_charts_and_model_selection(page, dashboard_url):

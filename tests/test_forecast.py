@@ -22,10 +22,6 @@ from models_py.forecast import (
     FORECAST_COLUMNS,
     HISTORY_COLUMNS,
     CustomerForecast,
-    backtest_error,
-    calibrated_total,
-    calibration_ratios,
-    group_interval,
     predict_revenue,
     validate_histories,
 )
@@ -326,96 +322,3 @@ def test_bad_histories_fail_before_fitting() -> None:
     histories = small_histories().drop(columns=["t"])
     with pytest.raises(ValueError, match="lack the columns: t"):
         predict_revenue(histories, HORIZON_DAYS)
-
-
-# --- the calibration of the interval -------------------------------------------------------
-
-
-def test_ratios_are_two_when_actual_is_twice_predicted() -> None:
-    rng = np.random.default_rng(3)
-    predicted = rng.gamma(2.0, 50.0, size=200)
-    ratios = calibration_ratios(predicted, 2 * predicted, n_bootstrap=500, seed=1)
-    assert ratios.shape == (500,)
-    np.testing.assert_allclose(ratios, 2.0, rtol=1e-12)
-
-
-def test_ratios_centre_on_the_overall_ratio() -> None:
-    rng = np.random.default_rng(4)
-    predicted = rng.gamma(2.0, 50.0, size=400)
-    actual = predicted * rng.gamma(4.0, 1 / 4.0, size=400)  # noisy, mean ratio 1
-    overall = actual.sum() / predicted.sum()
-    ratios = calibration_ratios(pd.Series(predicted), list(actual), n_bootstrap=2000, seed=5)
-    assert np.median(ratios) == pytest.approx(overall, rel=0.02)
-    assert ratios.min() < overall < ratios.max()  # noise gives a spread
-    again = calibration_ratios(predicted, actual, n_bootstrap=2000, seed=5)
-    np.testing.assert_array_equal(ratios, again)  # seeded
-
-
-def test_ratio_is_of_sums_not_a_mean_of_ratios() -> None:
-    # two customers: a resample holds customer 0 twice (ratio 3/1), customer 1 twice (9/9)
-    # or one of each, with probabilities 1/4, 1/4 and 1/2: then (3 + 9) / (1 + 9) = 1.2
-    ratios = calibration_ratios([1.0, 9.0], [3.0, 9.0], n_bootstrap=4000, seed=2)
-    values, counts = np.unique(np.round(ratios, 12), return_counts=True)
-    np.testing.assert_allclose(values, [1.0, 1.2, 3.0])
-    np.testing.assert_allclose(counts / ratios.size, [0.25, 0.5, 0.25], atol=0.03)
-
-
-@pytest.mark.parametrize(
-    ("predicted", "actual"),
-    [([1.0, 2.0, 3.0], [1.0, 2.0]), ([1.0], [1.0]), ([], [])],
-)
-def test_ratios_need_matching_customers(predicted: list[float], actual: list[float]) -> None:
-    with pytest.raises(ValueError, match="same two or more customers"):
-        calibration_ratios(predicted, actual)
-
-
-def test_ratios_need_predicted_revenue() -> None:
-    with pytest.raises(ValueError, match="predicted no revenue"):
-        calibration_ratios([0.0, 0.0, 0.0], [5.0, 1.0, 2.0])
-
-
-def test_group_interval_scales_the_total_by_the_ratio_quantiles() -> None:
-    # 101 evenly spaced ratios 0.50, 0.51, ..., 1.50: the 5% and 95% quantiles are 0.55, 1.45
-    ratios = np.linspace(0.5, 1.5, 101)
-    low, high = group_interval(1000.0, ratios, confidence=0.9)
-    assert low == pytest.approx(550.0)
-    assert high == pytest.approx(1450.0)
-    wide_low, wide_high = group_interval(1000.0, ratios, confidence=0.98)
-    assert wide_low == pytest.approx(510.0)
-    assert wide_high == pytest.approx(1490.0)
-    assert group_interval(300.0, np.full(50, 2.0)) == pytest.approx((600.0, 600.0))
-
-
-@pytest.mark.parametrize("confidence", [0.0, 1.0, -0.5, 1.5])
-def test_group_interval_rejects_confidence_outside_zero_one(confidence: float) -> None:
-    with pytest.raises(ValueError, match="confidence must be between 0 and 1"):
-        group_interval(100.0, np.ones(10), confidence=confidence)
-
-
-def test_backtest_error_signs() -> None:
-    under = backtest_error(predicted=80.0, actual=100.0)
-    assert under["error"] == pytest.approx(-20.0)
-    assert under["relative_error"] == pytest.approx(-0.2)
-    assert under["absolute_percentage_error"] == pytest.approx(0.2)
-    over = backtest_error(predicted=150.0, actual=100.0)
-    assert over["error"] == pytest.approx(50.0)
-    assert over["relative_error"] == pytest.approx(0.5)
-    assert over["absolute_percentage_error"] == pytest.approx(0.5)
-
-
-def test_backtest_error_without_actual_revenue_has_no_relative_error() -> None:
-    result = backtest_error(predicted=10.0, actual=0.0)
-    assert result["error"] == pytest.approx(10.0)
-    assert result["relative_error"] is None
-    assert result["absolute_percentage_error"] is None
-
-
-def test_calibrated_total_is_the_median_ratio_inside_the_interval() -> None:
-    # The models predicted half of what happened: the calibrated point doubles the
-    # forecast and lies inside the interval, even though the forecast itself does not.
-    ratios = np.linspace(1.8, 2.2, 101)
-    low, high = group_interval(1000.0, ratios, confidence=0.9)
-    point = calibrated_total(1000.0, ratios)
-    assert point == pytest.approx(2000.0)
-    assert low < point < high
-    assert not low <= 1000.0 <= high

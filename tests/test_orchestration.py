@@ -90,10 +90,13 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
         "insiders/cluster_actions",
         "insiders/eligibility_rules",
         "insiders/evidence",
-        "ml/membership_evaluations",
-        "ml/backtest_groups",
+        "ml/definition_members",
+        "ml/definition_evaluation",
+        "ml/group_forecasts",
         "ml/customer_forecast",
-        "ml/revenue_forecast",
+        "insiders/definition_evaluation",
+        "insiders/definition_choice",
+        "insiders/forecast_evaluation",
         "insiders/membership_history",
         "insiders/membership_movement",
         "insiders/revenue_forecast",
@@ -118,10 +121,19 @@ def test_whole_graph_materialises_and_labels_every_customer(first_run):
     )
     assert {m for m, *_ in evidence} == {"monetary", "frequency"}
     assert all(low <= diff <= high for _, diff, low, high in evidence)
-    # dbt models downstream of the clustering ran after it, in the same run.
+    # dbt models downstream of the clustering ran after it, in the same run: the members
+    # are the chosen definition's members at the as-of, as many as the Insiders cluster.
+    chosen = query(warehouse, "select definition from insiders.definition_choice where is_chosen")
+    assert len(chosen) == 1
     assert scalar(warehouse, "select count(*) from insiders.members") == scalar(
         warehouse, "select count(*) from ml.customer_segments where is_insider"
     )
+    assert scalar(
+        warehouse,
+        "select count(*) from insiders.members join ml.definition_members using (customer_id) "
+        "where evaluation_date = definition_members.as_of and definition_members.definition = ?",
+        [chosen[0][0]],
+    ) == scalar(warehouse, "select count(*) from insiders.members")
     assert (
         scalar(
             warehouse,
@@ -167,9 +179,12 @@ def test_the_graph_runs_python_steps_after_the_dbt_models_they_read():
     assert {
         "ml/customer_segments",
         "intermediate/int_customer_features__evaluations",
-    } <= parents("ml", "membership_evaluations")
-    assert "intermediate/int_customer_purchase_histories" in parents("ml", "revenue_forecast")
-    assert "ml/membership_evaluations" in parents("staging", "stg_ml__membership_evaluations")
+        "intermediate/int_customer_scores__evaluations",
+        "intermediate/int_customer_purchase_histories",
+    } <= parents("ml", "definition_evaluation")
+    assert "ml/definition_members" in parents("staging", "stg_ml__definition_members")
+    assert "insiders/definition_choice" in parents("insiders", "customer_membership")
+    assert "insiders/customer_membership" in parents("insiders", "members")
     assert "insiders/revenue_forecast" in parents("insiders", "report")
     # The BI snapshot is the last step: every published table, and the report, before it.
     assert {

@@ -18,6 +18,10 @@ PROFILE_COLUMNS = {
     "cluster": "Cluster",
     "customers": st.column_config.NumberColumn("Customers", format="%d"),
     "share_of_customers": st.column_config.NumberColumn("Share of customers", format="percent"),
+    "insiders_members": st.column_config.NumberColumn("Insiders in it", format="%d"),
+    "insiders_members_share": st.column_config.NumberColumn(
+        "Share that are Insiders", format="percent"
+    ),
     "revenue": st.column_config.NumberColumn("Revenue (£)", format="%.0f"),
     "share_of_revenue": st.column_config.NumberColumn("Share of revenue", format="percent"),
     "mean_recency_days": st.column_config.NumberColumn("Recency (days, mean)", format="%.0f"),

@@ -35,8 +35,13 @@ MEMBER_COLUMNS = {
     "rfm_segment": "RFM segment",
     "member_since": st.column_config.DateColumn("Member since"),
     "membership_number": st.column_config.NumberColumn("Membership #", format="%d"),
+    "member_rank": st.column_config.NumberColumn("Rank", format="%d"),
+    "definition": "Definition",
     "expected_revenue_next_months": st.column_config.NumberColumn(
         "Expected revenue (£)", format="%.0f"
+    ),
+    "model_expected_revenue": st.column_config.NumberColumn(
+        "BG/NBD + Gamma-Gamma (£)", format="%.0f"
     ),
     "probability_alive": st.column_config.NumberColumn("P(alive)", format="percent"),
     "as_of": st.column_config.DateColumn("As of"),
@@ -194,7 +199,12 @@ def render() -> None:
     if members.empty:
         ui.empty("No members yet: the last run found no Insiders.")
         return
-    st.caption(f"The current Insiders as of {ui.fmt_date(snap.info.as_of)}.")
+    caption = f"The current Insiders as of {ui.fmt_date(snap.info.as_of)}"
+    if "definition" in members.columns and members["definition"].notna().any():
+        caption += (
+            f": the members of the chosen definition `{members['definition'].dropna().iloc[0]}`"
+        )
+    st.caption(caption + " (why this one: the Evidence page).")
     member_filter = filters(members)
     filtered = snap.members(member_filter)
     st.caption(f"{len(filtered):,} of {len(members):,} members shown.")

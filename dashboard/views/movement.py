@@ -145,8 +145,8 @@ def render() -> None:
             .sort_values("memberships", ascending=False)
         )
         st.caption(
-            "A member who drops out of the Insiders cluster keeps a grace period and leaves "
-            "at the next re-evaluation that still finds them outside."
+            "A member no longer among the chosen definition's members keeps a grace period "
+            "and leaves at the next re-evaluation that still finds them outside."
         )
         st.dataframe(
             reasons,

@@ -1,12 +1,16 @@
 {#- Question 8, what guarantees they are better, part one: per metric, the Insiders
-    cluster against the rest (difference of means with a bootstrap confidence interval
-    and a Mann-Whitney test). The out-of-sample part, every definition against random
-    groups and the top spenders at every origin, is insiders.definition_evaluation. -#}
+    (the chosen definition's members) against the rest (difference of means with a
+    bootstrap confidence interval and a Mann-Whitney test). The out-of-sample part,
+    every definition against random groups and the top spenders at every origin, is
+    insiders.definition_evaluation. -#}
 with
 
 groups as (
 
-    select * from {{ ref('stg_ml__group_evidence') }}
+    select evidence.*
+    from {{ ref('stg_ml__group_evidence') }} as evidence
+    inner join {{ ref('definition_choice') }} as choice
+        on evidence.definition = choice.definition and choice.is_chosen
 
 ),
 

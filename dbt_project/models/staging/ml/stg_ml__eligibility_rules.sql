@@ -9,6 +9,8 @@ source as (
 renamed as (
 
     select
+        definition || ':' || rule_id as eligibility_rules_id,
+        definition,
         rule_id,
         rule,
         conditions,

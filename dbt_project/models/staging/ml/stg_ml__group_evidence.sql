@@ -9,6 +9,8 @@ source as (
 renamed as (
 
     select
+        definition || ':' || metric as group_evidence_id,
+        definition,
         metric,
         insiders,
         others,
