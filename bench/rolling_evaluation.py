@@ -74,7 +74,7 @@ def print_tables(warehouse: Path) -> None:
             """
         ).df()
         print("\nratio to the top customers by past net revenue, per origin (3-month horizon):")
-        print(ratios.to_markdown(index=False))
+        print(ratios.astype({"origin_date": str}).to_markdown(index=False, floatfmt=".3f"))
         choice = con.execute(
             """
             select definition, round(mean_ratio, 4) as mean_ratio, round(min_ratio, 4) as min_ratio,
@@ -85,17 +85,21 @@ def print_tables(warehouse: Path) -> None:
         print("\n" + choice.to_markdown(index=False))
         forecast = con.execute(
             """
-            select origin_date, customers, round(forecast_revenue) as forecast,
-                round(lower_bound) as lower, round(upper_bound) as upper,
-                round(naive_revenue) as naive, round(model_revenue) as bg_nbd,
-                round(actual_revenue) as actual, round(relative_error, 3) as error,
+            select origin_date, customers, cast(round(forecast_revenue) as bigint) as forecast,
+                cast(round(lower_bound) as bigint) as lower,
+                cast(round(upper_bound) as bigint) as upper,
+                cast(round(naive_revenue) as bigint) as naive,
+                cast(round(model_revenue) as bigint) as bg_nbd,
+                cast(round(actual_revenue) as bigint) as actual,
+                round(relative_error, 3) as error,
                 round(naive_relative_error, 3) as naive_error, interval_covers_actual as covered,
                 round(interval_width_ratio, 3) as width
             from insiders.forecast_evaluation order by origin_date
             """
         ).df()
         print("\nthe chosen Insiders' revenue forecast, per origin:")
-        print(forecast.to_markdown(index=False))
+        table = forecast.astype({"origin_date": str})
+        print(table.to_markdown(index=False, floatfmt=".3f", intfmt=","))
         print(
             f"median |error|: forecast {statistics.median(forecast['error'].abs()):.3f}, "
             f"naive {statistics.median(forecast['naive_error'].abs()):.3f}; "
