@@ -221,14 +221,8 @@ def build_report(
         f"Being chosen by the definition **{name}** at the monthly re-evaluation: "
         f"{description}, as many customers as the clustering's Insiders cluster holds "
         f"({n_members:,} now). Why this definition: the section above. "
-        + (
-            "The same membership in readable rules (a depth-3 decision tree on the "
-            "customer features, with how faithful each rule is to the membership):"
-            if "definition" in rules
-            else "For comparison, the clustering's Insiders cluster in readable rules (a "
-            "depth-3 decision tree on the same features, with how faithful each rule is to "
-            "that cluster):"
-        ),
+        + "The same membership in readable rules (a depth-3 decision tree on the "
+        "customer features, with how faithful each rule is to the membership):",
         ("table", rules[["rule_id", "rule", "customers", "precision", "recall"]]),
     )
     answer(
@@ -550,10 +544,7 @@ def _evidence_text(evidence: pd.DataFrame, evaluation: pd.DataFrame, chosen: pd.
         for row in evidence[evidence["evidence_kind"] == "insiders_vs_rest"].itertuples()
     ]
     if parts:
-        # Older evidence marts compare the Insiders cluster; newer ones carry the
-        # chosen definition whose members they compare.
-        who = "the Insiders" if "definition" in evidence else "the clustering's Insiders cluster"
-        text += f" In sample, {who} against the rest today: " + "; ".join(parts) + "."
+        text += " In sample, the Insiders against the rest today: " + "; ".join(parts) + "."
     return text
 
 

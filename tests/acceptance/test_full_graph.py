@@ -16,6 +16,7 @@ from tests.acceptance.test_full_data import (
     EXCLUDED_CUSTOMERS,
     EXCLUDED_STOCK_CODES,
     PRICE_FLOOR,
+    TYPED_LINES,
 )
 from tests.conftest import SHARED_BY_DAY, customers_without_one_segment, query, scalar
 
@@ -97,16 +98,7 @@ def independent_lines() -> duckdb.DuckDBPyConnection:
     con.execute(
         f"""
         create table kept as
-        with typed as (
-            select
-                StockCode as stock,
-                cast(Quantity as integer) as q,
-                cast(UnitPrice as decimal(18, 4)) as p,
-                cast(InvoiceDate as timestamp) as t,
-                nullif(split_part(CustomerID, '.', 1), '') as c,
-                Country as country
-            from read_csv('{SHARED_BY_DAY}/*.csv', header = true, all_varchar = true)
-        )
+        with typed as ({TYPED_LINES})
         select c, t, cast(q * p as double) as revenue, q from typed
         where c is not null
           and c not in {EXCLUDED_CUSTOMERS!r}
@@ -143,6 +135,19 @@ def _months_after(day: date, months: int) -> date:
     return _months_before(day, -months)
 
 
+def _members(warehouse: Path, origin: date, definition: str) -> list[str]:
+    """The members a definition chose at an origin, as the evaluation wrote them."""
+    return [
+        r[0]
+        for r in query(
+            warehouse,
+            "select customer_id from ml.definition_members "
+            "where evaluation_date = ? and definition = ?",
+            [origin, definition],
+        )
+    ]
+
+
 def test_every_monthly_origin_is_evaluated(graph_warehouse, origins):
     # The issue's span: every monthly origin from 2011-03 to 2011-09.
     assert [o.isoformat() for o in origins] == [f"2011-{m:02d}-10" for m in range(3, 10)]
@@ -175,15 +180,7 @@ def test_the_chosen_insiders_beat_the_top_spenders_at_every_origin(graph_warehou
     con = independent_lines()
     ratios = []
     for origin in origins:
-        members = [
-            r[0]
-            for r in query(
-                graph_warehouse,
-                "select customer_id from ml.definition_members "
-                "where evaluation_date = ? and definition = ?",
-                [origin, chosen],
-            )
-        ]
+        members = _members(graph_warehouse, origin, chosen)
         end = _months_after(origin, 3)
         con.execute("create or replace temp table members as select unnest(?) as c", [members])
         chosen_revenue, top_revenue, total = con.execute(
@@ -245,15 +242,7 @@ def test_the_forecast_beats_the_naive_one_and_its_interval_covers(graph_warehous
     con = independent_lines()
     errors, naive_errors = [], []
     for origin, definition, forecast, low, high, naive, actual in rows:
-        members = [
-            r[0]
-            for r in query(
-                graph_warehouse,
-                "select customer_id from ml.definition_members "
-                "where evaluation_date = ? and definition = ?",
-                [origin, definition],
-            )
-        ]
+        members = _members(graph_warehouse, origin, definition)
         con.execute("create or replace temp table members as select unnest(?) as c", [members])
         before, after = con.execute(
             """
