@@ -25,15 +25,14 @@ import pytest
 from models_py.clustering import ClusteringConfig
 from models_py.demo_data import write_demo_data
 from models_py.insiders_definitions import TRAINED
+from models_py.rolling_evaluation import decide_at, refit_specification
 from orchestration.dbt_runner import run_dbt
 from orchestration.insiders_steps import (
     EVALUATION_DATES,
     EVALUATION_FEATURES,
     PURCHASE_HISTORIES,
     SCORES,
-    decide_at,
     read_inputs,
-    refit_specification,
 )
 from orchestration.warehouse import load_files
 

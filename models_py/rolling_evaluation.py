@@ -1,0 +1,390 @@
+"""The rolling-origin evaluation of the Insiders' definitions and of their forecast.
+
+At every monthly re-evaluation date the clustering's chosen model is refitted on the
+data before the date, the expected-revenue model (BG/NBD + Gamma-Gamma) is fitted at
+the origins and the as-of, the revenue model is trained on the earlier dates whose
+horizon was over, and every candidate definition picks its members; at every
+evaluation origin each definition is scored on the horizon's revenue and each group's
+revenue is forecast. Everything at a date is decided from the data before it
+(:func:`decide_at`; a test deletes the lines after an origin and gets the same
+decision). Pure functions over DataFrames: orchestration reads dbt's tables, calls
+:func:`evaluate` and writes the ``ml`` tables; dbt chooses the definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from models_py.clustering import ClusteringConfig, fit_segmentation
+from models_py.eligibility import eligibility_rules
+from models_py.evidence import group_differences
+from models_py.forecast import predict_revenue
+from models_py.group_forecast import (
+    INTERVAL_METHOD,
+    Adjustment,
+    adjustment,
+    log_error,
+    rolling_interval,
+)
+from models_py.insiders_definitions import (
+    DEFINITIONS,
+    TRAINED,
+    evaluate_definitions,
+    select_members,
+)
+from models_py.revenue_model import predict_next_revenue
+
+
+def refit_specification(config: ClusteringConfig, chosen: dict[str, Any]) -> ClusteringConfig:
+    """The current run's chosen model, and only it, to refit at an earlier date: the
+    clustering at a date sees only the data before it (no sweep, no bootstrap)."""
+    k = int(chosen["k"])
+    return dataclasses.replace(
+        config,
+        spaces=(str(chosen["space"]),),
+        algorithms=(str(chosen["algorithm"]),),
+        k_min=max(2, k),
+        k_max=max(2, k),
+        business_k_min=min(config.business_k_min, k),
+        business_k_max=max(config.business_k_max, k),
+        min_cluster_share=0.0,
+        bootstrap_runs=0,
+    )
+
+
+def cluster_members_at(features: pd.DataFrame, spec: ClusteringConfig) -> list[str]:
+    """The Insiders cluster of the chosen model refitted on ``features`` (one date)."""
+    fitted = fit_segmentation(features.reset_index(drop=True), spec)
+    return fitted.labels.loc[fitted.labels["is_insider"], "customer_id"].astype(str).tolist()
+
+
+def expected_revenue_at(histories: pd.DataFrame, seed: int) -> tuple[pd.Series, float, dict]:
+    """BG/NBD + Gamma-Gamma fitted on the histories of one date, over its horizon."""
+    horizon = int(histories["horizon_days"].iloc[0])
+    forecast = predict_revenue(histories, horizon, seed=seed)
+    customers = forecast.customers.set_index("customer_id")
+    return (
+        customers["expected_revenue"],
+        forecast.seconds,
+        {
+            "customers": forecast.customers,
+            "parameters": forecast.parameters,
+        },
+    )
+
+
+# --- inputs and the decision at one date --------------------------------------------
+
+
+@dataclass
+class EvaluationInputs:
+    """What the evaluation reads from dbt, split by evaluation date."""
+
+    dates: pd.DataFrame
+    features: dict[date, pd.DataFrame]
+    scores: dict[date, pd.DataFrame]
+    histories: dict[date, pd.DataFrame]
+    modelled: pd.DataFrame
+    monthly: pd.Series
+    first_day: pd.Timestamp
+    horizon_months: int
+
+    @property
+    def origins(self) -> set[date]:
+        return set(self.dates.loc[self.dates["is_evaluation_origin"], "evaluation_date"])
+
+
+def inputs_from_frames(
+    dates: pd.DataFrame,
+    features: pd.DataFrame,
+    scores: pd.DataFrame,
+    histories: pd.DataFrame,
+    monthly: pd.DataFrame,
+) -> EvaluationInputs:
+    """Split dbt's point-in-time tables by evaluation date. ``monthly``: revenue of all
+    customers per month (``month``, ``revenue``) and ``first_invoice_at``."""
+    frames = {"dates": dates, "features": features, "scores": scores, "histories": histories}
+    for name, frame in frames.items():
+        frame = frame.copy()
+        for column in ("evaluation_date", "horizon_end"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column]).dt.date
+        frames[name] = frame
+    dates = frames["dates"]
+    start, end = (pd.Timestamp(dates[c].iloc[0]) for c in ("evaluation_date", "horizon_end"))
+
+    def by_date(frame: pd.DataFrame) -> dict[date, pd.DataFrame]:
+        return {day: part for day, part in frame.groupby("evaluation_date", sort=True)}
+
+    return EvaluationInputs(
+        dates=dates,
+        features=by_date(frames["features"]),
+        scores=by_date(frames["scores"]),
+        histories=by_date(frames["histories"]),
+        modelled=_model_frame(frames["scores"], frames["features"], dates),
+        monthly=monthly.set_index("month")["revenue"],
+        first_day=pd.Timestamp(monthly["first_invoice_at"].min()).normalize(),
+        horizon_months=(end.year - start.year) * 12 + end.month - start.month,
+    )
+
+
+@dataclass
+class Decision:
+    """Everything decided at one date, from the data before it only."""
+
+    cluster: list[str]
+    expected: pd.Series | None
+    expected_fit: dict[str, Any] | None
+    members: dict[str, list[str]]
+    adjustment: Adjustment
+    forecasts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def decide_at(
+    inputs: EvaluationInputs,
+    day: date,
+    spec: ClusteringConfig,
+    seed: int,
+    cluster: list[str] | None = None,
+    fit_expected: bool = True,
+) -> Decision:
+    """The Insiders cluster (refitted, unless given), the expected-revenue and trained
+    models, every definition's members and every group's forecast at ``day``."""
+    if cluster is None:
+        cluster = cluster_members_at(inputs.features[day], spec)
+    expected, fit = None, None
+    if fit_expected and day in inputs.histories:
+        expected, _, fit = expected_revenue_at(inputs.histories[day], seed)
+    modelled = inputs.modelled
+    trained = predict_next_revenue(
+        modelled[modelled["horizon_end"] <= day], modelled[modelled["evaluation_date"] == day], seed
+    )
+    scores = inputs.scores[day]
+    members = select_members(
+        scores, cluster, expected, None if trained is None else {TRAINED: trained}
+    )
+    adjust = adjustment(inputs.monthly, inputs.first_day, pd.Timestamp(day), inputs.horizon_months)
+    decision = Decision(cluster, expected, fit, members, adjust)
+    decision.forecasts = _group_forecasts(day, scores, members, expected, adjust)
+    return decision
+
+
+@dataclass
+class Evaluation:
+    """The ``ml`` tables of one evaluation (without run_id and as_of)."""
+
+    definitions: pd.DataFrame
+    members: pd.DataFrame
+    evaluation: pd.DataFrame
+    forecasts: pd.DataFrame
+    customer_forecast: pd.DataFrame
+    eligibility_rules: pd.DataFrame
+    group_evidence: pd.DataFrame
+
+
+def evaluate(
+    inputs: EvaluationInputs,
+    labels: pd.DataFrame,
+    customers: pd.DataFrame,
+    as_of: date,
+    spec: ClusteringConfig,
+    n_random: int = 1000,
+    confidence: float = 0.9,
+    seed: int = 42,
+    log: logging.Logger | Any = logging.getLogger(__name__),  # noqa: B008
+) -> Evaluation:
+    """Every definition at every date, scored at every origin; the group forecasts.
+
+    ``labels``: the clustering run's labels at ``as_of`` (its Insiders cluster is the
+    current date's); ``customers``: ``marts.dim_customers`` at ``as_of``, for the
+    entry rules and the in-sample evidence of every definition.
+    """
+    dates, origins = inputs.dates, inputs.origins
+    if not origins:
+        log.warning(
+            "no evaluation origin: the data are shorter than var evaluation_min_history_months"
+            " plus var forecast_horizon_months; the clustering's Insiders are used"
+        )
+    current = pd.Timestamp(as_of).date()
+
+    member_rows, evaluation_rows, forecast_rows, rules, evidence = [], [], [], [], []
+    customer_forecast, parameters = None, {}
+    for day in dates["evaluation_date"]:
+        if day not in inputs.scores:
+            continue
+        try:
+            decision = decide_at(
+                inputs,
+                day,
+                spec,
+                seed,
+                cluster=labels.loc[labels["is_insider"], "customer_id"].astype(str).tolist()
+                if day == current
+                else None,
+                fit_expected=day == current or day in origins,
+            )
+        except ValueError as error:  # too few customers at an early date
+            if day == current:
+                raise
+            log.info(f"{day}: no decision possible ({error}); date skipped")
+            continue
+        members = decision.members
+        for definition, ids in members.items():
+            member_rows.append(
+                pd.DataFrame({"customer_id": ids, "member_rank": range(1, len(ids) + 1)}).assign(
+                    evaluation_date=day, definition=definition
+                )
+            )
+        forecast_rows += decision.forecasts
+        if day == current:
+            rules, evidence = _explain(customers, members, seed)
+            if decision.expected_fit is not None:
+                customer_forecast = decision.expected_fit["customers"]
+                parameters = decision.expected_fit["parameters"]
+        if day in origins:
+            evaluated = evaluate_definitions(
+                inputs.scores[day], members, n_random=n_random, confidence=confidence, seed=seed
+            )
+            evaluation_rows.append(evaluated.assign(origin_date=day))
+            log.info(
+                f"origin {day}: {len(decision.cluster)} members; shares "
+                + ", ".join(
+                    f"{r.definition} {r.share_of_horizon_revenue:.3f}"
+                    for r in evaluated.itertuples()
+                )
+            )
+    horizon_end = dates.set_index("evaluation_date")["horizon_end"]
+    forecasts = _with_intervals(pd.DataFrame(forecast_rows), origins, horizon_end)
+    evaluation = (
+        pd.concat(evaluation_rows, ignore_index=True)
+        if evaluation_rows
+        else pd.DataFrame(columns=["origin_date", "definition"])
+    )
+    evaluation = evaluation.assign(horizon_end=evaluation["origin_date"].map(horizon_end))
+    members_table = pd.concat(member_rows, ignore_index=True)
+    definitions = pd.DataFrame(
+        {
+            "definition": list(DEFINITIONS),
+            "description": list(DEFINITIONS.values()),
+            "sort_order": range(1, len(DEFINITIONS) + 1),
+        }
+    )
+    if customer_forecast is None:
+        raise ValueError("no purchase histories at the as-of: build the dbt project first")
+    current_end = pd.Timestamp(horizon_end[current]).date()
+    forecasts = forecasts.assign(
+        horizon_end=forecasts["origin_date"].map(horizon_end),
+        interval_method=INTERVAL_METHOD,
+        parameters=json.dumps(parameters),
+    )
+    return Evaluation(
+        definitions=definitions,
+        members=members_table,
+        evaluation=evaluation,
+        forecasts=forecasts,
+        customer_forecast=customer_forecast.assign(
+            forecast_start=current, forecast_end=current_end
+        ),
+        eligibility_rules=pd.concat(rules, ignore_index=True),
+        group_evidence=pd.concat(evidence, ignore_index=True),
+    )
+
+
+def _model_frame(scores: pd.DataFrame, features: pd.DataFrame, dates: pd.DataFrame) -> pd.DataFrame:
+    """Scores and features of every customer at every date, with the date's horizon end:
+    what the revenue model trains on (rows whose horizon ended by a date) and scores."""
+    extra = [
+        c for c in features.columns if c not in scores.columns or c == "customer_evaluation_id"
+    ]
+    return scores.merge(features[extra], on="customer_evaluation_id").merge(
+        dates[["evaluation_date", "horizon_end"]], on="evaluation_date"
+    )
+
+
+def _explain(
+    customers: pd.DataFrame, members: dict[str, list[str]], seed: int
+) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """Per definition at the as-of: readable entry rules (what makes a person eligible)
+    and the members against the rest (the in-sample part of the evidence); dbt keeps
+    the chosen definition's."""
+    rules, evidence = [], []
+    ids = customers["customer_id"].astype(str)
+    for definition, chosen in members.items():
+        flags = ids.isin(set(chosen)).to_numpy()
+        if flags.all() or not flags.any():
+            continue
+        found = eligibility_rules(customers, flags, seed=seed)
+        found["conditions"] = [json.dumps(c) for c in found["conditions"]]
+        rules.append(found.assign(definition=definition))
+        evidence.append(
+            group_differences(customers, flags, seed=seed).assign(definition=definition)
+        )
+    return rules, evidence
+
+
+def _group_forecasts(
+    day: Any,
+    scores: pd.DataFrame,
+    members: dict[str, list[str]],
+    expected: pd.Series | None,
+    adjust: Adjustment,
+) -> list[dict[str, Any]]:
+    """Each definition's group (and all customers): last-horizon revenue, the adjusted
+    forecast, the expected-revenue model's sum and, once the horizon is over, actuals."""
+    by_id = scores.assign(customer_id=scores["customer_id"].astype(str)).set_index("customer_id")
+    groups = {**members, "all_customers": by_id.index.tolist()}
+    rows = []
+    for group, ids in groups.items():
+        part = by_id.loc[ids]
+        naive = float(part["recent_net_revenue"].sum())
+        actual = part["horizon_net_revenue"]
+        rows.append(
+            {
+                "origin_date": day,
+                "definition": group,
+                "customers": len(ids),
+                "naive_revenue": naive,
+                "trend_factor": adjust.trend_factor,
+                "seasonal_factor": adjust.seasonal_factor,
+                "season_observed": adjust.season_observed,
+                "forecast_revenue": naive * adjust.factor,
+                "model_revenue": None
+                if expected is None
+                else float(expected.reindex(ids).fillna(0.0).sum()),
+                "actual_revenue": None if actual.isna().any() else float(actual.sum()),
+            }
+        )
+    return rows
+
+
+def _with_intervals(forecasts: pd.DataFrame, origins: set, horizon_end: pd.Series) -> pd.DataFrame:
+    """Each row's interval from the same group's errors at earlier origins whose horizon
+    was over by the row's date (never the row's own future)."""
+    out = forecasts.copy()
+    out["log_error"] = [
+        log_error(f, a) if a is not None and not pd.isna(a) else None
+        for f, a in zip(out["forecast_revenue"], out["actual_revenue"], strict=True)
+    ]
+    ended = out["origin_date"].map(lambda d: pd.Timestamp(horizon_end[d]))
+    scored = out["origin_date"].isin(origins) & out["log_error"].notna()
+    lows, highs, halves, used = [], [], [], []
+    for position, row in enumerate(out.itertuples()):
+        date = pd.Timestamp(row.origin_date)
+        behind = scored & (out["definition"] == row.definition) & (ended <= date)
+        behind.iloc[position] = False
+        errors = out.loc[behind, "log_error"].tolist()
+        low, high, half = rolling_interval(row.forecast_revenue, errors)
+        lows.append(low)
+        highs.append(high)
+        halves.append(half)
+        used.append(len(errors))
+    return out.assign(
+        lower_bound=lows, upper_bound=highs, log_half_width=halves, errors_behind_interval=used
+    )
