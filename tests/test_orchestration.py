@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -275,3 +276,62 @@ def test_sensor_requests_a_run_when_files_appear_or_change(tmp_path, monkeypatch
     assert isinstance(again, RunRequest) and again.run_key != first.run_key
     monkeypatch.setenv("INSIDERS_SOURCE", str(tmp_path / "missing"))
     assert isinstance(new_transaction_files(build_sensor_context()), SkipReason)
+
+
+def test_an_analyst_can_force_a_definition(first_run, tmp_path):
+    """dbt var insiders_definition (what settings.config.insiders_definition and
+    `insiders run --definition` pass) makes that definition's members the Insiders,
+    and the choice and the report say it was forced."""
+    from orchestration.dbt_runner import run_dbt
+    from orchestration.report_asset import write_report
+
+    warehouse, _ = first_run
+    forced = tmp_path / "forced.duckdb"
+    shutil.copyfile(warehouse, forced)
+    assert run_dbt(
+        "build",
+        forced,
+        {"insiders_definition": "rfm_champions"},
+        ["--select", "definition_choice+"],
+    )
+    assert query(
+        forced, "select definition, chosen_by from insiders.definition_choice where is_chosen"
+    ) == [("rfm_champions", "forced")]
+    members = {r[0] for r in query(forced, "select customer_id from insiders.members")}
+    picked = {
+        r[0]
+        for r in query(
+            forced,
+            "select customer_id from ml.definition_members "
+            "where evaluation_date = as_of and definition = 'rfm_champions'",
+        )
+    }
+    assert members == picked and members
+    _, report = write_report(forced)
+    assert "forced" in report.markdown_inline.lower()
+
+
+def test_a_forced_definition_is_checked_where_it_enters(first_run, tmp_path):
+    from orchestration.dbt_runner import run_dbt
+    from orchestration.resources import BuildSettings
+
+    assert BuildSettings(insiders_definition="rfm_champions").dbt_vars() == {
+        "insiders_definition": "rfm_champions"
+    }
+    assert BuildSettings().dbt_vars() == {}
+    with pytest.raises(ValueError, match="unknown definition"):
+        BuildSettings(insiders_definition="x'; drop table ml.customer_segments; --").dbt_vars()
+    warehouse, _ = first_run
+    copy = tmp_path / "checked.duckdb"
+    shutil.copyfile(warehouse, copy)
+    # In dbt itself: text that is not a name never reaches SQL, and a name that is no
+    # evaluated definition chooses nothing, which the build refuses.
+    for value in ("x'; drop table ml.customer_segments; --", "no_such_definition"):
+        assert not run_dbt(
+            "build", copy, {"insiders_definition": value}, ["--select", "definition_choice+"]
+        )
+    assert scalar(copy, "select count(*) from ml.customer_segments") > 0
+    with pytest.raises(SystemExit):
+        from orchestration.cli import main
+
+        main(["run", "--warehouse", str(copy), "--definition", "no_such_definition"])
