@@ -4,8 +4,7 @@ The dashboard computes no answer of its own: which definition the Insiders use a
 is ``insiders.definition_choice``, the evaluation at every origin is
 ``insiders.definition_evaluation``, the forecast is ``insiders.revenue_forecast`` and its
 record is ``insiders.forecast_evaluation``. This module only picks rows out of them and
-words them (the one summary it takes, a median of the per-origin errors, is a
-formatting of ``forecast_evaluation``'s own rows).
+words them.
 """
 
 from __future__ import annotations
@@ -167,20 +166,19 @@ class ForecastRecord:
     covered: int
 
 
-def _median_abs(series: pd.Series) -> float | None:
-    values = pd.to_numeric(series, errors="coerce").abs().dropna()
-    return None if values.empty else float(values.median())
-
-
-def forecast_record(evaluation: pd.DataFrame) -> ForecastRecord:
-    """Median absolute relative errors of the forecast, the naive forecast and the
-    BG/NBD + Gamma-Gamma sum over the origins, and how often the interval covered."""
+def forecast_record(forecast: pd.Series | None) -> ForecastRecord:
+    """The forecast's record over the rolling origins, as ``revenue_forecast`` carries it
+    on the Insiders' row (dbt summarises ``forecast_evaluation``): median absolute
+    relative errors of the forecast, the naive forecast and the BG/NBD + Gamma-Gamma
+    sum, and how often the interval covered."""
+    origins = value(forecast, "evaluation_origins")
+    covered = value(forecast, "origins_covered")
     return ForecastRecord(
-        origins=len(evaluation),
-        forecast_error=_median_abs(evaluation["relative_error"]),
-        naive_error=_median_abs(evaluation["naive_relative_error"]),
-        model_error=_median_abs(evaluation["model_relative_error"]),
-        covered=int(_flag(evaluation["interval_covers_actual"]).sum()),
+        origins=0 if origins is None else int(origins),
+        forecast_error=value(forecast, "median_abs_relative_error"),
+        naive_error=value(forecast, "naive_median_abs_relative_error"),
+        model_error=value(forecast, "model_median_abs_relative_error"),
+        covered=0 if covered is None else int(covered),
     )
 
 

@@ -145,6 +145,11 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
         "upper_bound",
         "naive_revenue",
         "model_revenue",
+        "evaluation_origins",
+        "origins_covered",
+        "median_abs_relative_error",
+        "naive_median_abs_relative_error",
+        "model_median_abs_relative_error",
     ),
     "insiders.forecast_evaluation": (
         "origin_date",

@@ -195,7 +195,7 @@ def build_report(
         extra.append(("p", "The same forecast made at every past origin, against what happened:"))
         extra.append(("table", _backtest_table(backtest)))
     extra.append(("img", "forecast_evaluation.png"))
-    answer(5, _forecast_text(forecast, backtest), *extra)
+    answer(5, _forecast_text(forecast), *extra)
 
     # The section the definition rests on, then questions 6 and 8 point to it.
     blocks.append(("h2", DEFINITION_SECTION))
@@ -281,11 +281,6 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def median_absolute(values: pd.Series) -> float:
-    """Median of the absolute relative errors (the figure the report quotes)."""
-    return float(pd.to_numeric(values, errors="coerce").abs().median())
-
-
 # --- the words ------------------------------------------------------------------------
 
 
@@ -321,7 +316,7 @@ def _profile_text(
     return text + " Every cluster:"
 
 
-def _forecast_text(forecast: pd.DataFrame, backtest: pd.DataFrame) -> str:
+def _forecast_text(forecast: pd.DataFrame) -> str:
     rows = {r.customer_group: r for r in forecast.itertuples()}
     now = rows.get("insiders")
     if now is None:
@@ -366,12 +361,12 @@ def _forecast_text(forecast: pd.DataFrame, backtest: pd.DataFrame) -> str:
         )
     else:
         text += " No earlier error to learn from yet: the interval has a preset width."
-    if not backtest.empty:
-        n = len(backtest)
-        covered = int(backtest["interval_covers_actual"].fillna(False).astype(bool).sum())
-        forecast_error = median_absolute(backtest["relative_error"])
-        naive_error = median_absolute(backtest["naive_relative_error"])
-        model_error = median_absolute(backtest["model_relative_error"])
+    n = _int(now.evaluation_origins)
+    if n:
+        covered = _int(now.origins_covered)
+        forecast_error = float(now.median_abs_relative_error)
+        naive_error = float(now.naive_median_abs_relative_error)
+        model_error = float(now.model_median_abs_relative_error)
         helped = "helped" if forecast_error < naive_error else "did not help"
         text += (
             f" Made at each of the {n} past origins with only the data before it, for the "

@@ -254,7 +254,7 @@ def forecast_section(snap: ui.OpenSnapshot) -> None:
     if evaluation.empty:
         ui.empty("No rolling-origin evaluation of the forecast yet.")
         return
-    st.markdown(answers.record_sentence(answers.forecast_record(evaluation)))
+    st.markdown(answers.record_sentence(answers.forecast_record(insiders)))
     shown = [c for c in FORECAST_COLUMNS if c in evaluation.columns]
     st.dataframe(
         evaluation.sort_values("origin_date")[shown],

@@ -150,7 +150,7 @@ def forecast_section(snap: ui.OpenSnapshot, forecast: pd.Series | None) -> None:
     if forecast is None:
         ui.empty("No revenue forecast yet.")
         return
-    record = answers.forecast_record(snap.table("insiders.forecast_evaluation"))
+    record = answers.forecast_record(forecast)
     cells = st.columns(4)
     cells[0].metric(
         "Forecast",

@@ -265,6 +265,16 @@ def test_the_forecast_beats_the_naive_one_and_its_interval_covers(graph_warehous
         assert (high - low) / forecast <= 0.8
     assert statistics.median(errors) <= 0.20
     assert statistics.median(errors) < statistics.median(naive_errors)
+    # The record the report and the dashboard quote is the mart's, and it is this one.
+    record = query(
+        graph_warehouse,
+        "select median_abs_relative_error, naive_median_abs_relative_error, "
+        "evaluation_origins, origins_covered from insiders.revenue_forecast "
+        "where customer_group = 'insiders'",
+    )[0]
+    assert record[0] == pytest.approx(statistics.median(errors), rel=1e-9)
+    assert record[1] == pytest.approx(statistics.median(naive_errors), rel=1e-9)
+    assert record[2] == record[3] == len(origins)
     current = {
         r[0]: r[1:]
         for r in query(
