@@ -250,6 +250,13 @@ def test_without_origins_the_pages_say_so(demo_snapshot: Path, tmp_path: Path, o
         "delete from insiders.definition_evaluation",
         "delete from insiders.forecast_evaluation",
         """
+        update insiders.revenue_forecast set
+            evaluation_origins = case when customer_group = 'insiders' then 0 end,
+            origins_covered = case when customer_group = 'insiders' then 0 end,
+            median_abs_relative_error = null, naive_median_abs_relative_error = null,
+            model_median_abs_relative_error = null
+        """,
+        """
         update insiders.definition_choice set
             origins = 0, origins_evaluated = 0, mean_ratio = null, min_ratio = null,
             max_ratio = null, mean_share = null, qualifies = false,
