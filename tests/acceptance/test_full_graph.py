@@ -304,3 +304,12 @@ def test_the_report_answers_the_nine_questions(graph_warehouse):
     insiders = scalar(graph_warehouse, "select count(*) from insiders.members")
     assert f"{insiders:,}" in markdown
     assert html.count("data:image/png;base64,") >= 6
+    # The definition table: every definition tried, which was chosen, the per-origin
+    # ratios and the forecast against the naive one at every origin.
+    assert "Which definition of the Insiders, and why" in markdown
+    assert "Which definition of the Insiders, and why" in html
+    for definition in (
+        r[0] for r in query(graph_warehouse, "select definition from insiders.definition_choice")
+    ):
+        assert definition in markdown and definition in html
+    assert "a full yearly cycle has not been observed" in markdown
