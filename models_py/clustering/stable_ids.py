@@ -54,7 +54,8 @@ def match_cluster_ids(
     """Map each new (provisional) cluster id to its stable id.
 
     * No previous centroids: ids ``0..K-1`` in ``order`` (the pipeline passes the
-      clusters by descending mean monetary, so id 0 is the Insiders on a first run);
+      clusters most valuable first, ``naming.value_order``, so id 0 is the Insiders on a
+      first run);
       without ``order``, by descending centroid ``monetary`` column.
     * Otherwise new and previous clusters are paired by minimum total Euclidean
       distance between centroids; a paired new cluster takes the previous id, and
