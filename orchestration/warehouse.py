@@ -115,24 +115,35 @@ class LoadReport:
 
 
 def discover_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path | TransactionFileError]:
-    """Expand directories into their ``*.csv`` files (recursively, hidden ones left out)."""
+    """Expand directories into their ``*.csv`` files (recursively, hidden ones left out).
+
+    A file named twice (``f.csv f.csv``, or ``dir dir/f.csv``) is one file: listed once,
+    at its first mention, so its rows are loaded once.
+    """
     found: list[Path | TransactionFileError] = []
+    seen: set[str] = set()
+
+    def add(item: Path | TransactionFileError) -> None:
+        key = str(item) if isinstance(item, Path) else item.path
+        if key not in seen:
+            seen.add(key)
+            found.append(item)
+
     for raw in paths:
         path = Path(raw).expanduser().resolve()
         if path.is_dir():
-            found.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file()
-                    and p.suffix.lower() == ".csv"
-                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                )
-            )
+            for item in sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() == ".csv"
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            ):
+                add(item.resolve())
         elif path.is_file():
-            found.append(path)
+            add(path)
         else:
-            found.append(TransactionFileError(path, "no such file or directory"))
+            add(TransactionFileError(path, "no such file or directory"))
     return found
 
 

@@ -129,3 +129,23 @@ def test_warehouse_location_comes_from_env_when_not_given(
 def test_a_warehouse_named_like_a_schema_is_refused(tmp_path, capsys):
     assert main(["build", "--warehouse", str(tmp_path / "insiders.duckdb")]) == 2
     assert "may not be named like a schema" in capsys.readouterr().err
+
+
+def test_a_path_given_twice_is_one_file(write_file, warehouse, capsys):
+    """`insiders load f.csv f.csv` and `insiders load dir dir/f.csv` once multiplied the
+    rows (a 4-line file loaded as 16 rows) and later loads skipped the file as unchanged."""
+    path = write_file("day.csv", DAILY)
+    lines = len(DAILY.strip().splitlines()) - 1  # the header is no row
+    assert main(["load", "--warehouse", str(warehouse), str(path), str(path)]) == 0
+    assert "rows loaded: 4," in capsys.readouterr().out
+    assert counts(warehouse)[0] == lines == 4
+    other = write_file("other.csv", UCI)
+    report = load_files(warehouse, [path.parent, other, path.parent / "." / other.name])
+    assert [f.path for f in report.loaded] == [str(other)]
+    assert report.skipped == [(str(path), "unchanged")]
+    assert (
+        scalar(
+            warehouse, "select count(*) from raw.transactions where source_file = ?", [str(other)]
+        )
+        == report.rows_loaded
+    )
