@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -40,7 +41,12 @@ class BuildSettings(ConfigurableResource):
 
         out: dict[str, str] = {}
         if self.as_of:
-            out["as_of"] = self.as_of
+            try:
+                out["as_of"] = date.fromisoformat(self.as_of.strip()).isoformat()
+            except ValueError:
+                raise ValueError(
+                    f"settings.as_of: not a date (YYYY-MM-DD): {self.as_of!r}"
+                ) from None
         if self.insiders_definition:
             if self.insiders_definition not in DEFINITIONS:
                 raise ValueError(

@@ -146,6 +146,41 @@ def test_unknown_guest_policy_fails_the_build(copied_warehouse, capsys):
     assert "guest_policy must be 'exclude' or 'per_invoice'" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"as_of": "2011-01-01' as date); create table main.pwned as select 1; --"},
+            "var as_of must be a date YYYY-MM-DD",
+        ),
+        ({"unit_price_floor": "0.04; drop table raw.transactions"}, "var unit_price_floor"),
+        ({"purchase_rate_min_tenure_days": "90) or (1=1"}, "var purchase_rate_min_tenure_days"),
+        ({"forecast_horizon_months": 0}, "var forecast_horizon_months must be an integer >= 1"),
+        ({"forecast_horizon_months": 1.5}, "var forecast_horizon_months must be an integer"),
+        ({"membership_grace_cycles": "1 + 1"}, "var membership_grace_cycles"),
+        ({"evaluation_min_history_months": True}, "var evaluation_min_history_months"),
+        ({"recency_weight_days": 0}, "var recency_weight_days must be a number >= 1"),
+    ],
+)
+def test_vars_are_checked_where_they_enter(copied_warehouse, capsys, variables, message):
+    """Every var is checked in one place (macros number_var, date_var): a value of the
+    wrong type fails the build naming the var, and no text of it reaches SQL."""
+    assert not run_dbt("build", copied_warehouse, variables)
+    assert message in capsys.readouterr().out
+    tables = {
+        r[0] for r in query(copied_warehouse, "select table_name from information_schema.tables")
+    }
+    assert "transactions" in tables and "pwned" not in tables
+
+
+def test_settings_refuse_an_as_of_that_is_no_date():
+    from orchestration.resources import BuildSettings
+
+    assert BuildSettings(as_of=" 2011-06-01").dbt_vars() == {"as_of": "2011-06-01"}
+    with pytest.raises(ValueError, match=r"settings\.as_of: not a date"):
+        BuildSettings(as_of="2011-01-01'; create table main.pwned as select 1; --").dbt_vars()
+
+
 def _split_by_date(source: Path, cutoff: date, before: Path, after: Path) -> None:
     with source.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))

@@ -2,7 +2,7 @@
     loaded invoice. Every customer feature uses only lines strictly before it. -#}
 {% macro as_of_date() -%}
     {%- if var('as_of', none) -%}
-        cast('{{ var("as_of") }}' as date)
+        cast('{{ date_var('as_of') }}' as date)
     {%- else -%}
         (
             select cast(max(invoice_at) as date) + 1
@@ -36,4 +36,32 @@
             / count(*) over ({{ window }})
         ) as integer
     )
+{%- endmacro %}
+
+{#- A numeric var, checked where it enters: a number (an integer where asked), at least
+    ``minimum``; anything else fails the build naming the var, so no text reaches SQL. -#}
+{% macro number_var(name, integer=false, minimum=none) -%}
+    {%- set value = var(name) -%}
+    {%- set kind = "an integer" if integer else "a number" -%}
+    {%- set bound = (" >= " ~ minimum) if minimum is not none else "" -%}
+    {%- set is_bool = value is sameas true or value is sameas false -%}
+    {%- set is_number = value is number and not is_bool -%}
+    {%- set ok = is_number and (value is integer or not integer) -%}
+    {%- if not ok or (minimum is not none and value < minimum) -%}
+        {%- set message = "var " ~ name ~ " must be " ~ kind ~ bound -%}
+        {{ exceptions.raise_compiler_error(message ~ ", got '" ~ value ~ "'") }}
+    {%- endif -%}
+    {{- value -}}
+{%- endmacro %}
+
+{#- A date var (YYYY-MM-DD), checked where it enters: anything else fails the build
+    naming the var, so no text reaches SQL. -#}
+{% macro date_var(name) -%}
+    {%- set value = var(name) | string -%}
+    {%- set shaped = value | length == 10 and value[4:5] ~ value[7:8] == '--' -%}
+    {%- if not shaped or not value.replace('-', '').isdigit() -%}
+        {%- set message = "var " ~ name ~ " must be a date YYYY-MM-DD" -%}
+        {{ exceptions.raise_compiler_error(message ~ ", got '" ~ value ~ "'") }}
+    {%- endif -%}
+    {{- value -}}
 {%- endmacro %}

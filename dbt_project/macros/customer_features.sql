@@ -45,7 +45,7 @@ features as (
         end as return_rate,
         30.0 * frequency / greatest(
             date_diff('day', cast(first_purchase_at as date), as_of),
-            {{ var('purchase_rate_min_tenure_days') }}
+            {{ number_var('purchase_rate_min_tenure_days', minimum=1) }}
         ) as purchase_rate
 
     from aggregated

@@ -5,6 +5,7 @@
     at the next one still failed; qualifying again within the grace keeps the same
     membership. One row per membership: valid_from (included) to valid_to (excluded,
     null while current). -#}
+{%- set grace = number_var('membership_grace_cycles', integer=true, minimum=0) %}
 with
 
 evaluations as (
@@ -56,7 +57,7 @@ numbered as (
             case
                 when
                     cycles_since_last_qualified is null
-                    or cycles_since_last_qualified > {{ var('membership_grace_cycles') }} + 1
+                    or cycles_since_last_qualified > {{ grace }} + 1
                     then 1
                 else 0
             end
@@ -110,17 +111,17 @@ final as (
             when exits.evaluation_date is not null
                 then
                     'not selected at '
-                    || ({{ var('membership_grace_cycles') }} + 1)
+                    || ({{ grace }} + 1)
                     || ' consecutive re-evaluations after '
                     || strftime(memberships.last_qualified_on, '%Y-%m-%d')
-                    || ' (grace: {{ var("membership_grace_cycles") }})'
+                    || ' (grace: {{ grace }})'
         end as exit_detail
 
     from memberships
     left join evaluation_dates as exits
         on
             exits.evaluation_number
-            = memberships.last_qualified_number + {{ var('membership_grace_cycles') }} + 1
+            = memberships.last_qualified_number + {{ grace }} + 1
 
 )
 

@@ -2,6 +2,8 @@
     definition of the Insiders ranks on (computed from data before the date only) and
     what the customer then spent in the horizon after it (for the rolling-origin
     evaluation; null where the horizon is not yet over). -#}
+{%- set recency_weight_days = number_var('recency_weight_days', minimum=1) %}
+{%- set horizon = number_var('forecast_horizon_months', integer=true, minimum=1) %}
 with
 
 features as (
@@ -55,7 +57,7 @@ windows as (
         on
             features.customer_id = lines.customer_id
             and lines.invoice_at >= evaluations.evaluation_date
-            - to_months({{ var('forecast_horizon_months') }})
+            - to_months({{ horizon }})
             and evaluations.horizon_end > lines.invoice_at
     group by features.customer_id, features.evaluation_date
 
@@ -83,7 +85,7 @@ final as (
         scored.monetary as past_net_revenue,
         cast(windows.recent_net_revenue as double) as recent_net_revenue,
         cast(scored.monetary as double)
-        * exp(-scored.recency_days / {{ var('recency_weight_days') }})
+        * exp(-scored.recency_days / {{ recency_weight_days }})
             as recency_weighted_revenue,
         scored.r_score,
         scored.f_score,

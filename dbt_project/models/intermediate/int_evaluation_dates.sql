@@ -3,6 +3,8 @@
     evaluation. A rolling-origin evaluation origin is a date with a full horizon
     (var forecast_horizon_months) of data after it, up to as_of, and at least
     var evaluation_min_history_months of purchases before it. -#}
+{%- set min_history = number_var('evaluation_min_history_months', integer=true, minimum=0) %}
+{%- set horizon = number_var('forecast_horizon_months', integer=true, minimum=1) %}
 with
 
 lines as (
@@ -62,11 +64,11 @@ final as (
         cast(cycles_before_as_of as integer) as cycles_before_as_of,
         cycles_before_as_of = 0 as is_current,
         cast(
-            evaluation_date + to_months({{ var('forecast_horizon_months') }}) as date
+            evaluation_date + to_months({{ horizon }}) as date
         ) as horizon_end,
-        cycles_before_as_of >= {{ var('forecast_horizon_months') }}
+        cycles_before_as_of >= {{ horizon }}
         and evaluation_date
-        >= first_purchase_date + to_months({{ var('evaluation_min_history_months') }})
+        >= first_purchase_date + to_months({{ min_history }})
             as is_evaluation_origin
 
     from dated

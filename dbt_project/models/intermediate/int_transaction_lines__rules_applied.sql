@@ -1,6 +1,7 @@
 {#- Every loaded line with the first business rule that removes it (null: kept) and
     the customer it counts for under the guest policy. Rules are checked in this
     order, so each removed line is charged to exactly one rule. -#}
+{%- set price_floor = number_var('unit_price_floor', minimum=0) %}
 with
 
 lines as (
@@ -49,7 +50,7 @@ checked as (
             when excluded_customers.customer_id is not null then 'excluded_customer'
             when excluded_countries.country is not null then 'excluded_country'
             when excluded_stock_codes.stock_code is not null then 'excluded_stock_code'
-            when lines.unit_price < {{ var('unit_price_floor') }} then 'unit_price_below_floor'
+            when lines.unit_price < {{ price_floor }} then 'unit_price_below_floor'
         end as exclusion_rule,
         {% if guest_policy() == 'per_invoice' -%}
             coalesce(lines.customer_id, 'guest-' || lines.invoice_no) as customer_id
