@@ -25,7 +25,7 @@ import pandas as pd
 from models_py.clustering import ClusteringConfig, fit_segmentation
 from models_py.eligibility import eligibility_rules
 from models_py.evidence import group_differences
-from models_py.forecast import predict_revenue
+from models_py.forecast import CustomerForecast, predict_revenue
 from models_py.group_forecast import (
     INTERVAL_METHOD,
     Adjustment,
@@ -65,19 +65,9 @@ def cluster_members_at(features: pd.DataFrame, spec: ClusteringConfig) -> list[s
     return fitted.labels.loc[fitted.labels["is_insider"], "customer_id"].astype(str).tolist()
 
 
-def expected_revenue_at(histories: pd.DataFrame, seed: int) -> tuple[pd.Series, float, dict]:
+def expected_revenue_at(histories: pd.DataFrame, seed: int) -> CustomerForecast:
     """BG/NBD + Gamma-Gamma fitted on the histories of one date, over its horizon."""
-    horizon = int(histories["horizon_days"].iloc[0])
-    forecast = predict_revenue(histories, horizon, seed=seed)
-    customers = forecast.customers.set_index("customer_id")
-    return (
-        customers["expected_revenue"],
-        forecast.seconds,
-        {
-            "customers": forecast.customers,
-            "parameters": forecast.parameters,
-        },
-    )
+    return predict_revenue(histories, int(histories["horizon_days"].iloc[0]), seed=seed)
 
 
 # --- inputs and the decision at one date --------------------------------------------
@@ -141,7 +131,7 @@ class Decision:
 
     cluster: list[str]
     expected: pd.Series | None
-    expected_fit: dict[str, Any] | None
+    expected_fit: CustomerForecast | None
     members: dict[str, list[str]]
     adjustment: Adjustment
     forecasts: list[dict[str, Any]] = field(default_factory=list)
@@ -161,7 +151,8 @@ def decide_at(
         cluster = cluster_members_at(inputs.features[day], spec)
     expected, fit = None, None
     if fit_expected and day in inputs.histories:
-        expected, _, fit = expected_revenue_at(inputs.histories[day], seed)
+        fit = expected_revenue_at(inputs.histories[day], seed)
+        expected = fit.customers.set_index("customer_id")["expected_revenue"]
     modelled = inputs.modelled
     trained = predict_next_revenue(
         modelled[modelled["horizon_end"] <= day], modelled[modelled["evaluation_date"] == day], seed
@@ -246,8 +237,8 @@ def evaluate(
         if day == current:
             rules, evidence = _explain(customers, members, seed)
             if decision.expected_fit is not None:
-                customer_forecast = decision.expected_fit["customers"]
-                parameters = decision.expected_fit["parameters"]
+                customer_forecast = decision.expected_fit.customers
+                parameters = decision.expected_fit.parameters
         if day in origins:
             evaluated = evaluate_definitions(
                 inputs.scores[day], members, n_random=n_random, confidence=confidence, seed=seed
