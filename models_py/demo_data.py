@@ -14,7 +14,9 @@ the same ``(customers, seed, layout)`` always writes a byte-identical file.
 
 :func:`write_demo_data` writes one of the three layouts that
 :mod:`models_py.ingest` reads and adds five deliberately bad lines, so that the
-quarantine path is exercised on every demo run.
+quarantine path is exercised on every demo run, and lists the file's SHA-256 in the
+folder's synthetic-data manifest (``models_py.ingest.SYNTHETIC_MARKER``), by which the
+loader marks its rows as synthetic and removes them once real data is loaded.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models_py.ingest import COLUMNS
+from models_py.ingest import COLUMNS, mark_synthetic
 
 # Layout -> (file name, text encoding, trailing empty column?).
 LAYOUTS: dict[str, tuple[str, str, bool]] = {
@@ -495,7 +497,8 @@ def write_demo_data(
 
     The file gets exactly five deliberately bad lines (see :func:`_bad_lines`) in
     its body, so a demo run always shows the quarantine at work. Same arguments,
-    same bytes.
+    same bytes. The file is listed in ``directory``'s synthetic-data manifest, so the
+    loader knows it is not real wherever the warehouse is.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
@@ -541,4 +544,5 @@ def write_demo_data(
                 written += 1
                 if len(out) == len(COLUMNS) and out[6]:
                     seen.add(out[6])
+    mark_synthetic(path)
     return DemoData(path=path, lines=written, customers=len(seen), bad_lines=len(bad))

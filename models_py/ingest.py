@@ -13,13 +13,33 @@ row or a quarantined row with its line number and a reason, so that
 ``raw_lines == loaded_rows + quarantined_rows`` holds for every file. A file that is
 not a transaction file at all raises :class:`TransactionFileError` with a one-line
 message and yields nothing.
+
+Text is decoded line by line: a line that is valid UTF-8 is read as UTF-8, any other
+line as Windows-1252 (Latin-1 for the five bytes cp1252 leaves undefined), and
+``RawFile.encoding`` says what was done (``utf-8``, ``cp1252``, or
+``utf-8 (3 lines cp1252)`` for a mixed file). Decoding the whole file with one codec
+would garble every UTF-8 character of a file holding a single Latin-1 byte
+(``Â£40.00``); quarantining the odd lines instead would drop real sales over a byte
+that can be decoded without doubt: cp1252 text that happens to form valid multi-byte
+UTF-8 (``Ã©``) is practically never seen in real descriptions.
+
+File names are text in the warehouse and in messages, but a POSIX file name is bytes:
+:func:`display_path` turns a name that is not UTF-8 into text with the odd bytes
+escaped (``caf\\xe9.csv``), so it can be stored, compared and printed.
+
+Synthetic demo data is recognised by content: :mod:`models_py.demo_data` writes a
+manifest, :data:`SYNTHETIC_MARKER`, beside its files with their SHA-256, and
+:func:`synthetic_hashes` reads it. A real file dropped into the same folder is not
+listed there, so it is never mistaken for demo data.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,13 +76,94 @@ _SNIFF_ROWS = 100
 _BINARY_PROBE = 65536
 
 
+# Leading bytes of compressed or archived files, and what to tell the user about them.
+_COMPRESSED: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip-compressed: not supported yet (decompress it first)"),
+    (b"PK\x03\x04", "zip archive: not supported (extract the CSV files first)"),
+    (b"BZh", "bzip2-compressed: not supported (decompress it first)"),
+    (b"\xfd7zXZ\x00", "xz-compressed: not supported (decompress it first)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed: not supported (decompress it first)"),
+)
+# File name endings of compressed files, for the files a directory scan passes over.
+COMPRESSED_SUFFIXES: dict[str, str] = {
+    ".gz": _COMPRESSED[0][1],
+    ".zip": _COMPRESSED[1][1],
+    ".bz2": _COMPRESSED[2][1],
+    ".xz": _COMPRESSED[3][1],
+    ".zst": _COMPRESSED[4][1],
+}
+
+# The manifest of synthetic files that ``models_py.demo_data`` writes beside them.
+SYNTHETIC_MARKER = ".insiders-synthetic"
+
+
+def display_path(path: Path | str) -> str:
+    """The path as text that can be stored in DuckDB and printed anywhere.
+
+    A file name with bytes that are not UTF-8 (``b"caf\\xe9.csv"``) reaches Python as a
+    string with lone surrogates, which DuckDB, Arrow and a UTF-8 terminal all refuse;
+    those bytes are written as ``\\xe9`` instead. A UTF-8 name is returned unchanged.
+    """
+    text = os.fspath(path)
+    if text.isascii():
+        return text
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
 class TransactionFileError(ValueError):
     """A file that is not an Online Retail transaction file; nothing of it loads."""
 
     def __init__(self, path: Path | str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
+        shown = display_path(path)
+        super().__init__(f"{shown}: {problem}")
+        self.path = shown
         self.problem = problem
+
+
+def _manifest_entries(directory: Path) -> dict[str, str]:
+    """File name -> SHA-256 as listed in ``directory``'s synthetic-data manifest."""
+    try:
+        text = (directory / SYNTHETIC_MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    entries = {}
+    for line in text.splitlines():
+        fields = line.strip().split(maxsplit=1)
+        if len(fields) == 2 and not fields[0].startswith("#"):
+            entries[fields[1]] = fields[0].lower()
+    return entries
+
+
+def synthetic_hashes(directory: Path) -> frozenset[str]:
+    """SHA-256 of the synthetic demo files listed in ``directory``'s manifest, if any.
+
+    A file counts as synthetic only if its content is listed, not because of where it
+    lies: a real file copied into a demo folder stays real, and a demo file renamed in
+    its folder stays synthetic.
+    """
+    return frozenset(_manifest_entries(directory).values())
+
+
+def mark_synthetic(path: Path) -> Path:
+    """List ``path``'s content as synthetic in the manifest of its folder; return the
+    manifest's path. Entries whose file is gone or changed are dropped."""
+    manifest = path.parent / SYNTHETIC_MARKER
+    entries = {
+        name: sha
+        for name, sha in _manifest_entries(path.parent).items()
+        if name != path.name
+        and (path.parent / name).is_file()
+        and file_sha256((path.parent / name).read_bytes()) == sha
+    }
+    entries[path.name] = file_sha256(path.read_bytes())
+    lines = [
+        "# SYNTHETIC demo data written by `insiders demo-data`: NOT real sales.",
+        "# The insiders loader marks the files whose SHA-256 is listed here as synthetic",
+        "# and removes their rows when real data is loaded. Format: sha256  file name",
+        *(f"{sha}  {name}" for name, sha in sorted(entries.items())),
+    ]
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
 
 
 @dataclass(frozen=True)
@@ -81,6 +182,7 @@ class RawFile:
     raw_lines: int
     records: pa.Table
     rejected: pa.Table
+    synthetic: bool = False  # listed in its folder's SYNTHETIC_MARKER manifest
 
 
 def file_sha256(data: bytes) -> str:
@@ -89,19 +191,70 @@ def file_sha256(data: bytes) -> str:
 
 
 def _decode(path: Path | str, data: bytes) -> tuple[str, str]:
+    """Decode ``data`` to text; return it and what was done (see the module docstring)."""
     if not data.strip():
         raise TransactionFileError(path, "empty file")
+    for magic, problem in _COMPRESSED:
+        if data.startswith(magic):
+            raise TransactionFileError(path, problem)
     if b"\x00" in data[:_BINARY_PROBE]:
         raise TransactionFileError(path, "binary file (NUL bytes), expected CSV text")
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
     try:
-        return data.decode("utf-8-sig"), "utf-8"
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        # cp1252 leaves five bytes undefined; Latin-1 maps every byte.
-        return data.decode("latin-1"), "latin-1"
+    return _decode_by_line(data)
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that surrogateescape kept aside
+
+
+def _decode_by_line(data: bytes) -> tuple[str, str]:
+    """UTF-8 for the lines that are valid UTF-8, cp1252 (else Latin-1) for the others.
+
+    One UTF-8 pass with ``surrogateescape`` marks every byte that is not UTF-8; only
+    the lines holding such a byte are taken back to their bytes (the round trip is
+    exact) and decoded again, so a large cp1252 file costs a few passes, not a Python
+    loop over every line.
+    """
+    if data.decode("utf-8", "ignore").isascii():
+        # Not one valid UTF-8 character beyond ASCII, so every line with a non-ASCII
+        # byte is a cp1252 line: decoding the whole file at once is the same, and fast.
+        try:
+            return data.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError:
+            pass  # a byte cp1252 leaves undefined: Latin-1 for those lines
+    text = data.decode("utf-8", "surrogateescape")
+    parts: list[str] = []
+    fallback: dict[str, int] = {}
+    utf8_beyond_ascii = False
+    done = 0  # text[:done] is in parts
+    while match := _UNDECODED.search(text, done):
+        start = text.rfind("\n", done, match.start()) + 1 or done
+        end = text.find("\n", match.end())
+        end = len(text) if end < 0 else end + 1
+        good = text[done:start]
+        utf8_beyond_ascii = utf8_beyond_ascii or not good.isascii()
+        line = text[start:end].encode("utf-8", "surrogateescape")
+        try:
+            odd, codec = line.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError:  # cp1252 leaves five bytes undefined
+            odd, codec = line.decode("latin-1"), "latin-1"
+        fallback[codec] = fallback.get(codec, 0) + 1
+        parts += [good, odd]
+        done = end
+    rest = text[done:]
+    utf8_beyond_ascii = utf8_beyond_ascii or not rest.isascii()
+    parts.append(rest)
+    codec = "latin-1" if "latin-1" in fallback else "cp1252"
+    if not utf8_beyond_ascii:
+        return "".join(parts), codec  # no UTF-8 text at all: a cp1252 file, as Kaggle's
+    counts = ", ".join(
+        f"{n} line{'s' if n != 1 else ''} {name}" for name, n in sorted(fallback.items())
+    )
+    return "".join(parts), f"utf-8 ({counts})"
 
 
 def _header_positions(path: Path | str, header: list[str]) -> tuple[list[int], int]:
@@ -166,7 +319,7 @@ def split_file(path: Path | str, data: bytes | None = None, sha256: str | None =
         records.column("InvoiceDate").slice(0, _SNIFF_ROWS).to_pylist(), trailing_empty
     )
     return RawFile(
-        path=str(path),
+        path=display_path(path),
         sha256=sha256 or file_sha256(data),
         layout=layout,
         encoding=encoding,

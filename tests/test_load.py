@@ -70,7 +70,12 @@ def test_a_directory_loads_only_new_or_changed_files(tmp_path, warehouse):
     (folder / "notes.txt").write_text("ignored")
     report = load_files(warehouse, [folder])
     assert [Path(f.path).name for f in report.loaded] == ["b.csv"]
-    assert [Path(p).name for p, _ in report.skipped] == ["a.csv"]
+    # Files passed over by design are listed with the reason (rc stays 0).
+    assert sorted((Path(p).name, why) for p, why in report.skipped) == [
+        (".hidden.csv", "hidden file"),
+        ("a.csv", "unchanged"),
+        ("notes.txt", "not a .csv file"),
+    ]
     assert not report.failed
 
 
