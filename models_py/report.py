@@ -1,53 +1,43 @@
 """The Insiders report: the marketing team's nine questions answered in plain words.
 
-Input is the ``insiders`` marts (and the embedding for the scatter) as DataFrames;
-output is one document rendered twice, as Markdown (charts as PNG files beside it)
-and as a self-contained HTML page (charts inlined). Every figure in the text is read
-from the marts, so the report says what the warehouse says, run after run.
+The nine answers are the rows of ``insiders.answers``: dbt composes them once, and the
+report, the dashboard and BI tools all show the same text. The report adds what a page
+of prose can: the marts behind each answer as tables and charts, how the forecast is
+made, and which definition of the Insiders the evidence chose and why. It recomputes
+no figure a mart holds; it only lays the marts out.
+
+Input is the marts of ``models_py.published.REPORT_TABLES`` as DataFrames, keyed by
+table name; output is one document rendered by two Jinja2 templates
+(``models_py/templates``): Markdown (charts as PNG files beside it) and a
+self-contained HTML page (charts inlined, every value escaped). When the data is
+synthetic demo data (``insiders.kpis.is_synthetic``) both say so on top.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
+import jinja2
 import pandas as pd
+from markupsafe import Markup
 
-# The tables the report reads, by dbt model name (schema insiders; the embedding is ml).
-REPORT_TABLES: tuple[str, ...] = (
-    "kpis",
-    "members",
-    "cluster_profile",
-    "cluster_actions",
-    "eligibility_rules",
-    "evidence",
-    "definition_evaluation",
-    "definition_choice",
-    "revenue_forecast",
-    "forecast_evaluation",
-    "membership_movement",
-    "monthly_revenue",
-    "customer_embedding",
-)
+from models_py import published
 
-QUESTIONS: tuple[str, ...] = (
-    "1. Who is eligible for the Insiders program?",
-    "2. How many customers are in it?",
-    "3. What characterises them?",
-    "4. What share of revenue do they bring?",
-    "5. What revenue can we expect from them in the next months?",
-    "6. What makes a person eligible?",
-    "7. What removes a person from the program?",
-    "8. What guarantees they are better than the rest?",
-    "9. What actions would raise revenue?",
-)
+# The tables the report reads, by table name (the keys of ``build_report``'s input);
+# which schema each lives in is ``models_py.published.REPORT_TABLES``.
+REPORT_TABLES: tuple[str, ...] = tuple(table for _, table in published.REPORT_TABLES)
 
 DEFINITION_SECTION = "Which definition of the Insiders, and why (questions 6 and 8)"
+
+SYNTHETIC_BANNER = "SYNTHETIC DEMO DATA — figures are not real"
 
 SEASON_CAVEAT = (
     "One year of data: a full yearly cycle has not been observed; the seasonal factor "
@@ -55,30 +45,74 @@ SEASON_CAVEAT = (
 )
 
 
+@dataclass(frozen=True)
+class Paragraph:
+    """A paragraph. ``marked``: the report's own prose, whose ``**bold**`` and
+    ``code`` markers the templates render; otherwise plain text shown as it is."""
+
+    text: str
+    marked: bool = False
+    kind: Literal["paragraph"] = "paragraph"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of display strings (already formatted for people)."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    kind: Literal["table"] = "table"
+
+
+@dataclass(frozen=True)
+class Image:
+    """A chart, by its PNG file name (a key of ``Report.charts``)."""
+
+    name: str
+    kind: Literal["image"] = "image"
+
+
+Block = Paragraph | Table | Image
+
+
+@dataclass(frozen=True)
+class Section:
+    """A heading and what follows it."""
+
+    heading: str
+    blocks: tuple[Block, ...]
+
+
 @dataclass
 class Report:
-    """The rendered report: Markdown and HTML texts, and the charts as PNG bytes."""
+    """The rendered report: Markdown and HTML texts, the charts as PNG bytes, the nine
+    answers (question -> answer, in order, as ``insiders.answers`` has them)."""
 
     markdown: str
     html: str
     charts: dict[str, bytes] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
     definition_section: str = ""
+    is_synthetic: bool = False
 
 
-def build_report(
-    tables: Mapping[str, pd.DataFrame], grace_cycles: int = 1, title: str = "Insiders report"
-) -> Report:
-    """Answer the nine questions from the marts. Raises ValueError if a mart is empty."""
+def build_report(tables: Mapping[str, pd.DataFrame], title: str = "Insiders report") -> Report:
+    """Lay out the marts as the report. Raises ValueError (one line) when a mart is
+    missing or empty, or ``insiders.answers`` does not hold the nine questions."""
     missing = [name for name in REPORT_TABLES if name not in tables]
     if missing:
         raise ValueError(f"the report needs the marts: {', '.join(missing)}")
     empty = [n for n in ("kpis", "cluster_profile", "definition_choice") if tables[n].empty]
     if empty:
         raise ValueError(f"empty marts: {', '.join(empty)} (run the clustering first)")
-    kpis = tables["kpis"].iloc[0]
+    answers = tables["answers"].sort_values("question_number")
+    if list(answers["question_number"]) != list(range(1, 10)):
+        raise ValueError(
+            f"insiders.answers holds questions {list(answers['question_number'])}, not 1 to 9"
+        )
+    kpis = tables["kpis"].sort_values("as_of").iloc[-1]
+    is_synthetic = bool(kpis["is_synthetic"])
     profile = tables["cluster_profile"].sort_values("cluster_id")
-    cluster = profile[profile["is_insider"]].iloc[0]
     choice = _floats(
         tables["definition_choice"].sort_values("sort_order"),
         "mean_ratio",
@@ -95,7 +129,13 @@ def build_report(
         "share_high",
         "ratio_to_top_past_revenue",
     )
-    forecast = _floats(tables["revenue_forecast"], *_MONEY, "trend_factor", "seasonal_factor")
+    forecast = _floats(
+        tables["revenue_forecast"],
+        *_MONEY,
+        "trend_factor",
+        "seasonal_factor",
+        "model_median_abs_relative_error",
+    )
     backtest = _floats(
         tables["forecast_evaluation"].sort_values("origin_date"),
         *_MONEY,
@@ -106,11 +146,7 @@ def build_report(
         "model_relative_error",
         "interval_width_ratio",
     )
-    members = tables["members"]
-    if "member_rank" in members:
-        members = members.sort_values("member_rank")
-    else:
-        members = members.sort_values("monetary", ascending=False)
+    members = tables["members"].sort_values(["member_rank", "customer_id"])
     charts = {
         "revenue_share.png": _bar_chart(
             profile["cluster_name"],
@@ -125,136 +161,179 @@ def build_report(
         "definition_evaluation.png": _definition_chart(evaluation, chosen["definition"]),
         "forecast_evaluation.png": _forecast_chart(backtest, forecast),
     }
-    blocks: list[tuple[str, Any]] = [("h1", title)]
-    blocks.append(
-        (
-            "p",
-            f"As of {_date(kpis['as_of'])}. Figures come from the warehouse's `insiders` marts "
-            "of the latest run; net revenue in GBP.",
-        )
-    )
-    answers: dict[str, str] = {}
-
-    def answer(number: int, text: str, *extra: tuple[str, Any]) -> None:
-        answers[QUESTIONS[number - 1]] = text
-        blocks.append(("h2", QUESTIONS[number - 1]))
-        blocks.append(("p", text))
-        blocks.extend(extra)
-
-    name, description = chosen["definition"], chosen["description"]
-    n_members, n_customers = int(kpis["insiders"]), int(kpis["customers"])
-    columns = [
-        c
-        for c in (
-            "member_rank",
-            "customer_id",
-            "country",
-            "cluster_name",
-            "frequency",
-            "monetary",
-            "member_since",
-        )
-        if c in members
-    ]
-    answer(
-        1,
-        f"The {n_members:,} customers chosen by the definition **{name}**: {description} "
-        "(question 6 says why this definition; the list is the table `insiders.members`). "
-        "The first ten:",
-        ("table", members.head(10)[columns]),
-    )
-    overlap = _int(cluster.get("insiders_members"))
-    answer(
-        2,
-        f"{n_members:,} of {n_customers:,} customers, {_pct(kpis['share_of_customers'])} of "
-        f"the customer base: as many as the clustering's Insiders cluster holds "
-        f"({int(cluster['customers']):,} customers), and {overlap:,} of the Insiders are in "
-        "that cluster.",
-    )
-    answer(
-        3,
-        _profile_text(profile, cluster, members, n_members),
-        ("table", _profile_table(profile)),
-        ("img", "cluster_profiles.png"),
-        ("img", "embedding.png"),
-    )
-    answer(
-        4,
-        f"{_pct(kpis['share_of_customer_revenue'])} of customer revenue and "
-        f"{_pct(kpis['share_of_all_revenue'])} of all revenue (guest checkouts included), "
-        f"{_pct(kpis['share_of_items'])} of the items sold; their average ticket is "
-        f"{kpis['insiders_avg_ticket']:,.0f} against {kpis['others_avg_ticket']:,.0f} for "
-        "the rest.",
-        ("img", "revenue_share.png"),
-        ("img", "monthly_revenue.png"),
-    )
-    extra: list[tuple[str, Any]] = []
-    if not forecast.empty:
-        extra.append(("table", _forecast_table(forecast)))
-    if not backtest.empty:
-        extra.append(("p", "The same forecast made at every past origin, against what happened:"))
-        extra.append(("table", _backtest_table(backtest)))
-    extra.append(("img", "forecast_evaluation.png"))
-    answer(5, _forecast_text(forecast), *extra)
-
-    # The section the definition rests on, then questions 6 and 8 point to it.
-    blocks.append(("h2", DEFINITION_SECTION))
-    section = _definition_text(choice, evaluation, chosen)
-    blocks.append(("p", section))
-    blocks.append(("table", _choice_table(choice)))
-    if not evaluation.empty:
-        blocks.append(
-            (
-                "p",
-                "Per origin, what each definition's members spent in the horizon as a "
-                "multiple of what the same number of top past spenders spent (1.00x = as "
-                "much), and the share of the horizon's revenue taken by the chosen "
-                "definition and by random groups of the same size (90% of the draws):",
+    definition_text = _definition_text(choice, evaluation, chosen)
+    details: dict[int, list[Block]] = {
+        1: [
+            Paragraph("The first ten, by rank:"),
+            _table(
+                members.head(10)[
+                    [
+                        "member_rank",
+                        "customer_id",
+                        "country",
+                        "cluster_name",
+                        "frequency",
+                        "monetary",
+                        "member_since",
+                    ]
+                ]
+            ),
+        ],
+        3: [
+            Paragraph("Every cluster of the clustering, with the Insiders it holds:"),
+            _table(_profile_table(profile)),
+            Image("cluster_profiles.png"),
+            Image("embedding.png"),
+        ],
+        4: [Image("revenue_share.png"), Image("monthly_revenue.png")],
+        5: _forecast_blocks(forecast, backtest),
+        6: [
+            Paragraph(
+                "Why this definition: the section above. The same membership in readable "
+                "rules (a depth-3 decision tree on the customer features), with how "
+                "faithful each rule is to the membership:"
+            ),
+            _table(
+                tables["eligibility_rules"].sort_values("rule_id")[
+                    ["rule_id", "rule", "customers", "precision", "recall"]
+                ]
+            ),
+        ],
+        7: [Image("membership_movement.png")],
+        8: [
+            Paragraph("In sample, per metric (insiders.evidence):"),
+            _table(_evidence_table(tables["evidence"])),
+        ],
+        9: [
+            _table(
+                tables["cluster_actions"].sort_values(
+                    ["share_of_revenue", "cluster_id"], ascending=[False, True]
+                )[["cluster_name", "customers", "share_of_revenue", "recommended_action", "why"]]
             )
-        )
-        blocks.append(("table", _evaluation_table(evaluation, name)))
-    blocks.append(("img", "definition_evaluation.png"))
-
-    rules = tables["eligibility_rules"]
-    answer(
-        6,
-        f"Being chosen by the definition **{name}** at the monthly re-evaluation: "
-        f"{description}, as many customers as the clustering's Insiders cluster holds "
-        f"({n_members:,} now). Why this definition: the section above. "
-        + "The same membership in readable rules (a depth-3 decision tree on the "
-        "customer features, with how faithful each rule is to the membership):",
-        ("table", rules[["rule_id", "rule", "customers", "precision", "recall"]]),
-    )
-    answer(
-        7,
-        _removal_text(tables["membership_movement"], grace_cycles, name),
-        ("img", "membership_movement.png"),
-    )
-    answer(8, _evidence_text(tables["evidence"], evaluation, chosen))
-    actions = tables["cluster_actions"][
-        ["cluster_name", "customers", "share_of_revenue", "recommended_action", "why"]
-    ]
-    answer(
-        9,
-        "One action per cluster, from the analysts' rules (seed `cluster_action_rules`); "
-        "Insiders outside the Insiders cluster get the program's benefits on top of their "
-        "cluster's action:",
-        ("table", actions),
-    )
+        ],
+    }
+    sections: list[Section] = []
+    for row in answers.itertuples(index=False):
+        number = int(row.question_number)
+        blocks: list[Block] = [Paragraph(str(row.answer)), *details.get(number, [])]
+        sections.append(Section(f"{number}. {row.question}", tuple(blocks)))
+        if number == 5:
+            sections.append(_definition_section(definition_text, choice, evaluation, chosen))
+    context = {
+        "title": title,
+        "banner": SYNTHETIC_BANNER if is_synthetic else None,
+        "intro": (
+            f"As of {_date(kpis['as_of'])}. The answers are the rows of `insiders.answers`; "
+            "the figures come from the warehouse's `insiders` marts of the latest run; "
+            "net revenue in GBP."
+        ),
+        "sections": sections,
+    }
+    encoded = {name: base64.b64encode(png).decode() for name, png in charts.items()}
     return Report(
-        markdown=_markdown(blocks),
-        html=_html(blocks, charts, title),
+        markdown=_template("report.md.j2").render(**context),
+        html=_template("report.html.j2").render(**context, charts=encoded),
         charts=charts,
-        answers=answers,
-        definition_section=section,
+        answers={str(r.question): str(r.answer) for r in answers.itertuples(index=False)},
+        definition_section=definition_text,
+        is_synthetic=is_synthetic,
     )
+
+
+# --- rendering ------------------------------------------------------------------------
+
+# Characters of plain text that Markdown would read as emphasis, code, a link, HTML or
+# a table cell's end. An underscore inside a word (top_past_revenue) is no emphasis in
+# CommonMark, so it stays readable in the .md file.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|])")
+# In the report's own prose only what could become a link or HTML is escaped.
+_MARKDOWN_UNSAFE = re.compile(r"([\\\[\]<>])")
+# A line that Markdown would read as a heading or a bullet ("# x", "- x"), or as an
+# ordered list item ("1. x": the escaped "." keeps it text).
+_LINE_START = re.compile(r"^(\s*)(#|[-+](?=\s))", flags=re.MULTILINE)
+_ORDERED_ITEM = re.compile(r"^(\s*\d+)([.)])(?=\s)", flags=re.MULTILINE)
+
+
+def _md_escape(text: Any) -> str:
+    """Plain text as Markdown inline text that shows exactly that text."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def _md_plain(text: Any) -> str:
+    """A paragraph of plain text (from the warehouse) as Markdown showing exactly it:
+    escaped inline, and no line of it starting a heading or a list."""
+    escaped = _LINE_START.sub(r"\1\\\2", _md_escape(text))
+    return _ORDERED_ITEM.sub(r"\1\\\2", escaped)
+
+
+def _md_text(text: Any) -> str:
+    """The report's prose: its ``**`` and backtick markers stay Markdown; ``<``, ``>``,
+    brackets and backslashes in it (a value it quotes) are escaped."""
+    return _MARKDOWN_UNSAFE.sub(r"\\\1", str(text))
+
+
+def _md_cell(text: Any) -> str:
+    """A table cell: plain text on one line."""
+    return _md_escape(" ".join(str(text).split()))
+
+
+def _html_marked(text: Any) -> Markup:
+    """The report's prose as HTML: escaped first, then ``**x**`` -> ``<strong>`` and
+    backticks -> ``<code>`` (so a quoted value cannot inject markup)."""
+    out = html.escape(str(text))
+    for marker, tag in (("**", "strong"), ("`", "code")):
+        pieces = out.split(marker)
+        out = "".join(
+            piece if i % 2 == 0 else f"<{tag}>{piece}</{tag}>" for i, piece in enumerate(pieces)
+        )
+    return Markup(out)
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The templates beside this module (found through the package, editable or not);
+    HTML autoescaped, undefined names an error."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("models_py", "templates"),
+        autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters.update(
+        md_plain=_md_plain,
+        md_escape=_md_escape,
+        md_text=_md_text,
+        md_cell=_md_cell,
+        html_marked=_html_marked,
+    )
+    return environment
+
+
+def _template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)
+
+
+def _table(frame: pd.DataFrame) -> Table:
+    """A mart's rows as display strings (``_format``), nulls blank."""
+    shown = _format(frame)
+    rows = tuple(
+        tuple("" if _missing(v) else str(v) for v in row)
+        for row in shown.itertuples(index=False, name=None)
+    )
+    return Table(tuple(str(c) for c in shown.columns), rows)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 _MONEY = ("expected_revenue", "lower_bound", "upper_bound", "naive_revenue", "model_revenue")
 
 
 def _floats(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
-    """The marts' DECIMAL columns arrive as Decimal objects: as floats for arithmetic."""
+    """The marts' DECIMAL columns arrive as Decimal objects: as floats to format."""
     out = frame.copy()
     for column in columns:
         if column in out:
@@ -270,82 +349,41 @@ def _chosen(choice: pd.DataFrame) -> pd.Series:
 
 
 def _int(value: Any) -> int:
-    return 0 if value is None or pd.isna(value) else int(value)
+    return 0 if _missing(value) else int(value)
 
 
 def _ratio(value: Any, digits: int = 2) -> str:
-    return "n/a" if value is None or pd.isna(value) else f"{float(value):.{digits}f}x"
+    return "n/a" if _missing(value) else f"{float(value):.{digits}f}x"
 
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-# --- the words ------------------------------------------------------------------------
+# --- the longer sections --------------------------------------------------------------
 
 
-def _profile_text(
-    profile: pd.DataFrame, cluster: pd.Series, members: pd.DataFrame, n_members: int
-) -> str:
-    text = (
-        "The clustering still describes the whole base: it sorts every customer into "
-        f"behaviour groups, and the group named **{cluster['cluster_name']}** is its most "
-        f"valuable one. Compared with the whole base that cluster buys "
-        f"{cluster['frequency_vs_base']:.1f} times as often (median "
-        f"{cluster['median_frequency']:.0f} invoices), spends {cluster['monetary_vs_base']:.1f} "
-        f"times as much (median {cluster['median_monetary']:,.0f}), with a ticket "
-        f"{cluster['ticket_vs_base']:.1f} times the base's, a return rate "
-        f"{cluster['return_rate_vs_base']:.1f} times, and bought "
-        f"{cluster['mean_recency_days']:.0f} days ago on average."
-    )
-    if "insiders_members" in profile:
-        where = [
-            f"{int(r.insiders_members):,} in {r.cluster_name}"
-            for r in profile.sort_values("insiders_members", ascending=False).itertuples()
-            if r.insiders_members
-        ]
-        text += f" The {n_members:,} Insiders fall in the clusters as follows: " + (
-            ", ".join(where) + "." if where else "none yet."
-        )
-    if {"frequency", "monetary", "recency_days"} <= set(members.columns) and not members.empty:
-        text += (
-            f" The Insiders themselves: median {members['frequency'].median():.0f} invoices, "
-            f"median net revenue {pd.to_numeric(members['monetary']).median():,.0f}, last "
-            f"purchase {members['recency_days'].median():.0f} days ago (medians)."
-        )
-    return text + " Every cluster:"
-
-
-def _forecast_text(forecast: pd.DataFrame) -> str:
+def _forecast_blocks(forecast: pd.DataFrame, backtest: pd.DataFrame) -> list[Block]:
+    """How the forecast of question 5 is made, in the words of its mart row, and the
+    tables of the current forecast and of the same forecast at every past origin."""
     rows = {r.customer_group: r for r in forecast.itertuples()}
     now = rows.get("insiders")
     if now is None:
-        return "No forecast yet: the revenue forecast has not run."
-    text = (
-        f"The {now.customers:,} Insiders are expected to spend **GBP "
-        f"{now.expected_revenue:,.0f}** (net revenue) from {_date(now.period_start)} to "
-        f"{_date(now.period_end)} "
-        f"({now.horizon_days} days), between {now.lower_bound:,.0f} and {now.upper_bound:,.0f}."
-    )
+        return [Image("forecast_evaluation.png")]
     everyone = rows.get("all_customers")
-    if everyone is not None:
-        text += (
-            f" All {everyone.customers:,} customers: {everyone.expected_revenue:,.0f} "
-            f"(between {everyone.lower_bound:,.0f} and {everyone.upper_bound:,.0f})."
-        )
-    text += (
-        f" How: each group's net revenue over the last {now.horizon_days} days, the naive "
-        f'forecast ("they will spend what they just spent": {now.naive_revenue:,.0f} for the '
-        "Insiders"
-        + (f", {everyone.naive_revenue:,.0f} for everyone" if everyone is not None else "")
+    text = (
+        f"How: each group's net revenue over the last {now.horizon_days} days, the naive "
+        f'forecast ("they will spend what they just spent": {_money(now.naive_revenue)} for '
+        "the Insiders"
+        + (f", {_money(everyone.naive_revenue)} for everyone" if everyone is not None else "")
         + f"), times a damped trend factor ({now.trend_factor:.2f}) and a seasonal factor "
         f"({now.seasonal_factor:.2f}). {SEASON_CAVEAT}"
     )
     if bool(now.season_observed):
         mood = "quieter" if now.seasonal_factor < 1 else "busier"
         text += (
-            f" It is applied here: the coming months were {mood} "
-            "than the last ones, relative to the trend, the one time they were seen."
+            f" It is applied here: the coming months were {mood} than the last ones, "
+            "relative to the trend, the one time they were seen."
         )
     else:
         text += (
@@ -361,36 +399,49 @@ def _forecast_text(forecast: pd.DataFrame) -> str:
         )
     else:
         text += " No earlier error to learn from yet: the interval has a preset width."
-    n = _int(now.evaluation_origins)
-    if n:
-        covered = _int(now.origins_covered)
-        forecast_error = float(now.median_abs_relative_error)
-        naive_error = float(now.naive_median_abs_relative_error)
-        model_error = float(now.model_median_abs_relative_error)
-        helped = "helped" if forecast_error < naive_error else "did not help"
-        text += (
-            f" Made at each of the {n} past origins with only the data before it, for the "
-            "Insiders chosen then (table below), the forecast missed what they spent by a "
-            f"median absolute relative error of {_pct(forecast_error)}, against "
-            f"{_pct(naive_error)} for the naive forecast (adjusting it {helped}); its interval "
-            f"covered the actual at {covered} of {n} origins."
-        )
-    else:
-        model_error = None
     text += (
-        f" The BG/NBD + Gamma-Gamma models (sum {now.model_revenue:,.0f} for the Insiders) "
+        f" The BG/NBD + Gamma-Gamma models (sum {_money(now.model_revenue)} for the Insiders) "
         "are used only to split the forecast among customers (`expected_revenue_next_months` "
         "in `insiders.members`)"
     )
-    if model_error is not None:
+    if not _missing(now.model_median_abs_relative_error):
         text += (
-            f": as a group total they missed by a median of {_pct(model_error)} at the same "
-            "origins, because they assume steady buying"
+            f": as a group total they missed by a median of "
+            f"{_pct(now.model_median_abs_relative_error)} at the past origins, because they "
+            "assume steady buying"
         )
-    return text + "."
+    blocks: list[Block] = [Paragraph(text + ".", marked=True), _table(_forecast_table(forecast))]
+    if not backtest.empty:
+        blocks.append(
+            Paragraph("The same forecast made at every past origin, against what happened:")
+        )
+        blocks.append(_table(_backtest_table(backtest)))
+    blocks.append(Image("forecast_evaluation.png"))
+    return blocks
+
+
+def _definition_section(
+    text: str, choice: pd.DataFrame, evaluation: pd.DataFrame, chosen: pd.Series
+) -> Section:
+    blocks: list[Block] = [Paragraph(text, marked=True), _table(_choice_table(choice))]
+    if not evaluation.empty:
+        blocks.append(
+            Paragraph(
+                "Per origin, what each definition's members spent in the horizon as a "
+                "multiple of what the same number of top past spenders spent (1.00x = as "
+                "much), and the share of the horizon's revenue taken by the chosen "
+                "definition and by random groups of the same size (their mean, and the "
+                "central range of the draws):"
+            )
+        )
+        blocks.append(_table(_evaluation_table(evaluation, chosen["definition"])))
+    blocks.append(Image("definition_evaluation.png"))
+    return Section(DEFINITION_SECTION, tuple(blocks))
 
 
 def _definition_text(choice: pd.DataFrame, evaluation: pd.DataFrame, chosen: pd.Series) -> str:
+    """The definition section in words: every candidate, how they were tried, and why
+    the chosen one (``definition_choice.chosen_by``), quoting the marts' records."""
     name, how = chosen["definition"], chosen.get("chosen_by")
     origins = sorted(evaluation["origin_date"].unique()) if not evaluation.empty else []
     listed = "; ".join(f"**{r.definition}**: {r.description}" for r in choice.itertuples())
@@ -409,8 +460,8 @@ def _definition_text(choice: pd.DataFrame, evaluation: pd.DataFrame, chosen: pd.
         )
     first, last = _date(origins[0]), _date(origins[-1])
     text += (
-        f" Each was tried at {len(origins)} monthly origins, from {first} to {last}: with "
-        "only the data before the origin it picked as many customers as the clustering's "
+        f" Each was tried at {_int(chosen['origins'])} monthly origins, from {first} to {last}: "
+        "with only the data before the origin it picked as many customers as the clustering's "
         "Insiders cluster then held, and we measured what they spent in the months after, "
         "against the same number of top customers by past net revenue (the one-line rule "
         "anybody could apply; 1.00x = as much as them) and against random groups."
@@ -474,76 +525,7 @@ def _definition_text(choice: pd.DataFrame, evaluation: pd.DataFrame, chosen: pd.
     return text
 
 
-def _removal_text(movement: pd.DataFrame, grace_cycles: int, definition: str) -> str:
-    text = (
-        "Membership is re-evaluated every month: the chosen definition "
-        f"({definition}) picks its members again with the data up to that date. A member "
-        f"it no longer picks keeps the membership for {grace_cycles} more re-evaluation(s) "
-        "(the grace period, var `membership_grace_cycles`) and leaves at the next one still "
-        "not picked; the ledger `insiders.membership_history` keeps every entry and exit "
-        "with its reason."
-    )
-    if not movement.empty:
-        last = movement.sort_values("evaluation_date").iloc[-1]
-        text += (
-            f" At the latest re-evaluation ({_date(last['evaluation_date'])}): "
-            f"{int(last['members']):,} members, {int(last['entered']):,} entered, "
-            f"{int(last['left_program']):,} left, {int(last['stayed']):,} stayed, "
-            f"{int(last['in_grace']):,} in their grace period. Over the whole history "
-            f"{int(movement['left_program'].sum()):,} memberships ended."
-        )
-    return text
-
-
-def _evidence_text(evidence: pd.DataFrame, evaluation: pd.DataFrame, chosen: pd.Series) -> str:
-    name = chosen["definition"]
-    text = ""
-    mine = evaluation[evaluation["definition"] == name]
-    random = evaluation[evaluation["definition"] == "random"].set_index("origin_date")
-    if not mine.empty:
-        beat = sum(
-            1
-            for r in mine.itertuples()
-            if r.origin_date in random.index
-            and r.share_of_horizon_revenue > random.loc[r.origin_date, "share_high"]
-        )
-        text += (
-            f"Out of sample, which is what counts: at each of the {len(mine)} origins the "
-            f"Insiders chosen by {name} with only the data before it took between "
-            f"{_pct(mine['share_of_horizon_revenue'].min())} and "
-            f"{_pct(mine['share_of_horizon_revenue'].max())} of the next months' revenue of "
-            "the customers known then"
-        )
-        if not random.empty:
-            shares = random["share_of_horizon_revenue"]
-            text += (
-                f"; random groups of the same size took {_pct(shares.min())} "
-                f"to {_pct(shares.max())} (means of the draws), and "
-                f"the Insiders were above the random groups' 90% range at {beat} of {len(mine)} "
-                "origins"
-            )
-        text += (
-            f". Against the top spenders they took {_ratio(chosen['mean_ratio'])} on average "
-            "(section above, table and chart per origin). Nothing guarantees the future: "
-            "this is how the rule did at every origin this year."
-        )
-    else:
-        text += (
-            "No out-of-sample evidence yet: there is not enough history for the "
-            "rolling-origin evaluation."
-        )
-    parts = [
-        f"{row.metric}: {row.insiders_mean:,.1f} against {row.others_mean:,.1f} for the rest "
-        f"(95% interval of the difference {row.ci_low:,.1f} to {row.ci_high:,.1f}, "
-        f"Mann-Whitney {_p_value(row.p_value)})"
-        for row in evidence[evidence["evidence_kind"] == "insiders_vs_rest"].itertuples()
-    ]
-    if parts:
-        text += " In sample, the Insiders against the rest today: " + "; ".join(parts) + "."
-    return text
-
-
-# --- rendering ------------------------------------------------------------------------
+# --- tables ---------------------------------------------------------------------------
 
 
 def _profile_table(profile: pd.DataFrame) -> pd.DataFrame:
@@ -642,7 +624,7 @@ def _evaluation_table(evaluation: pd.DataFrame, chosen: str) -> pd.DataFrame:
     table[f"{chosen} share"] = [_pct(shares.get((o, chosen))) for o in table.index]
     random = evaluation[evaluation["definition"] == "random"].set_index("origin_date")
     if not random.empty:
-        table["random share (90% of draws)"] = [
+        table["random share (range of draws)"] = [
             f"{_pct(random.loc[o, 'share_of_horizon_revenue'])} "
             f"({_pct(random.loc[o, 'share_low'])} to {_pct(random.loc[o, 'share_high'])})"
             if o in random.index
@@ -653,50 +635,24 @@ def _evaluation_table(evaluation: pd.DataFrame, chosen: str) -> pd.DataFrame:
     return table.rename_axis("origin").reset_index()
 
 
-def _markdown(blocks: list[tuple[str, Any]]) -> str:
-    out = []
-    for kind, value in blocks:
-        if kind == "h1":
-            out.append(f"# {value}\n")
-        elif kind == "h2":
-            out.append(f"## {value}\n")
-        elif kind == "p":
-            out.append(f"{value}\n")
-        elif kind == "table":
-            out.append(_format(value).to_markdown(index=False, disable_numparse=True) + "\n")
-        elif kind == "img":
-            out.append(f"![{value}]({value})\n")
-    return "\n".join(out)
-
-
-def _html(blocks: list[tuple[str, Any]], charts: Mapping[str, bytes], title: str) -> str:
-    body = []
-    for kind, value in blocks:
-        if kind in ("h1", "h2"):
-            body.append(f"<{kind}>{html.escape(value)}</{kind}>")
-        elif kind == "p":
-            text = html.escape(value)
-            for marker, tag in (("**", "strong"), ("`", "code")):
-                pieces = text.split(marker)
-                text = "".join(
-                    piece if i % 2 == 0 else f"<{tag}>{piece}</{tag}>"
-                    for i, piece in enumerate(pieces)
-                )
-            body.append(f"<p>{text}</p>")
-        elif kind == "table":
-            body.append(_format(value).to_html(index=False, border=0, classes="table"))
-        elif kind == "img":
-            data = base64.b64encode(charts[value]).decode()
-            body.append(f'<img alt="{value}" src="data:image/png;base64,{data}">')
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
-        "padding:0 1rem;color:#222}table{border-collapse:collapse;margin:1rem 0}"
-        "td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}"
-        "img{max-width:100%;display:block;margin:1rem 0}"
+def _evidence_table(evidence: pd.DataFrame) -> pd.DataFrame:
+    """insiders.evidence as shown: means, the interval of the difference, the test."""
+    data = _floats(
+        evidence, "insiders_mean", "others_mean", "difference", "ci_low", "ci_high", "p_value"
     )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
+    return pd.DataFrame(
+        {
+            "metric": data["metric"],
+            "Insiders": data["insiders"].map(_int),
+            "others": data["others"].map(_int),
+            "Insiders' mean": data["insiders_mean"],
+            "others' mean": data["others_mean"],
+            "difference": data["difference"],
+            "interval from": data["ci_low"],
+            "interval to": data["ci_high"],
+            "confidence": data["confidence"].map(_pct),
+            "Mann-Whitney": data["p_value"].map(_p_value),
+        }
     )
 
 

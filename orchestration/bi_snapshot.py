@@ -13,8 +13,9 @@ swaps it into place atomically:
   renaming a new link over it; the previous version is kept for readers that are still
   in it, older ones are removed.
 
-The snapshot carries ``main.snapshot_info`` (run, as-of, time, schema version) so a
-reader can tell which run it shows and whether it understands its schema.
+The snapshot carries ``main.snapshot_info`` (run, as-of, time, schema version, and
+whether its figures come from synthetic demo data) so a reader can tell which run it
+shows, whether it understands its schema, and whether to warn that nothing is real.
 """
 
 from __future__ import annotations
@@ -26,39 +27,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+
+from models_py.locations import (  # defined there once; re-exported for the pipeline
+    BI_DIR_ENV as BI_DIR_ENV,
+)
+from models_py.locations import (
+    PARQUET_LINK,
+    SCHEMA_VERSION,
+    SNAPSHOT_FILE,
+)
+from models_py.locations import (
+    SNAPSHOT_ENV as SNAPSHOT_ENV,
+)
+from models_py.locations import (
+    resolve_bi_dir as resolve_bi_dir,
+)
+from models_py.published import PUBLISHED_TABLES
 from orchestration.warehouse import connect
 
-# Bumped whenever a published table's columns change incompatibly; the dashboard
-# refuses (with a message) a snapshot whose version it does not know.
-SCHEMA_VERSION = 2
-
-SNAPSHOT_FILE = "insiders_bi.duckdb"
-PARQUET_LINK = "parquet"
 VERSIONS_DIR = "versions"
-BI_DIR_ENV = "INSIDERS_BI_DIR"
-SNAPSHOT_ENV = "INSIDERS_BI_SNAPSHOT"  # the file the dashboard reads, if not the default
 
-# (schema, table): what BI tools and the dashboard may read.
-SNAPSHOT_TABLES: tuple[tuple[str, str], ...] = (
-    ("insiders", "kpis"),
-    ("insiders", "members"),
-    ("insiders", "customer_membership"),
-    ("insiders", "cluster_profile"),
-    ("insiders", "cluster_actions"),
-    ("insiders", "eligibility_rules"),
-    ("insiders", "evidence"),
-    ("insiders", "definition_evaluation"),
-    ("insiders", "definition_choice"),
-    ("insiders", "revenue_forecast"),
-    ("insiders", "forecast_evaluation"),
-    ("insiders", "customer_forecast"),
-    ("insiders", "membership_history"),
-    ("insiders", "membership_movement"),
-    ("insiders", "monthly_revenue"),
-    ("marts", "dim_customers"),
-    ("ml", "customer_embedding"),
-    ("ml", "model_selection"),
-)
+# (schema, table): what BI tools and the dashboard may read; the one list is
+# models_py.published (the report and the dbt exposures use it too).
+SNAPSHOT_TABLES: tuple[tuple[str, str], ...] = PUBLISHED_TABLES
 
 
 @dataclass(frozen=True)
@@ -71,12 +63,7 @@ class PublishedSnapshot:
     run_id: str
     as_of: str | None
     rows: dict[str, int]
-
-
-def resolve_bi_dir(warehouse: Path, bi_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``bi_dir``, else ``$INSIDERS_BI_DIR``, else ``bi/`` beside the warehouse file."""
-    chosen = bi_dir or os.environ.get(BI_DIR_ENV)
-    return Path(chosen).expanduser().resolve() if chosen else warehouse.parent / "bi"
+    is_synthetic: bool = False
 
 
 def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSnapshot:
@@ -96,6 +83,7 @@ def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSna
         con = connect(warehouse, read_only=False)
         try:
             as_of = con.execute("select max(as_of) from ml.customer_segments").fetchone()[0]
+            is_synthetic = _is_synthetic(con)
             con.execute(f"attach {_literal(partial)} as snapshot")
             for schema in sorted({schema for schema, _ in SNAPSHOT_TABLES}):
                 con.execute(f"create schema snapshot.{schema}")
@@ -110,9 +98,17 @@ def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSna
                 create table snapshot.main.snapshot_info as select
                     ?::varchar as snapshot_id, ?::varchar as run_id, ?::date as as_of,
                     ?::timestamptz as published_at, ?::integer as schema_version,
-                    ?::json as table_rows
+                    ?::json as table_rows, ?::boolean as is_synthetic
                 """,
-                [snapshot_id, run_id, as_of, published_at, SCHEMA_VERSION, json.dumps(rows)],
+                [
+                    snapshot_id,
+                    run_id,
+                    as_of,
+                    published_at,
+                    SCHEMA_VERSION,
+                    json.dumps(rows),
+                    is_synthetic,
+                ],
             )
             info_parquet = _literal(version_dir / "main.snapshot_info.parquet")
             con.execute(f"copy snapshot.main.snapshot_info to {info_parquet} (format parquet)")
@@ -134,7 +130,15 @@ def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSna
         run_id=run_id,
         as_of=str(as_of) if as_of is not None else None,
         rows=rows,
+        is_synthetic=is_synthetic,
     )
+
+
+def _is_synthetic(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the published figures come from synthetic demo data: the flag dbt put
+    on ``insiders.kpis`` (from ``raw.loaded_files.is_synthetic``); false without labels."""
+    flag = con.execute("select bool_or(is_synthetic) from insiders.kpis").fetchone()[0]
+    return bool(flag)
 
 
 def _literal(path: Path) -> str:

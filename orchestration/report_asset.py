@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+import pandas as pd
 
-from models_py.report import REPORT_TABLES, Report, build_report
-from orchestration.dbt_runner import DBT_PROJECT_DIR
+from models_py.published import REPORT_TABLES
+from models_py.report import Report, build_report
 from orchestration.warehouse import connect
 
 
@@ -24,33 +24,38 @@ class WrittenReport:
 
     answers: dict[str, str]
     markdown_inline: str
+    is_synthetic: bool = False
 
 
-def _schema(table: str) -> str:
-    return "ml" if table == "customer_embedding" else "insiders"
-
-
-def grace_cycles() -> int:
-    """The grace period the dbt project uses (var membership_grace_cycles)."""
-    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
-    return int(project.get("vars", {}).get("membership_grace_cycles", 1))
-
-
-def write_report(warehouse: Path) -> tuple[dict[str, Path], WrittenReport]:
+def read_report_tables(warehouse: Path) -> dict[str, pd.DataFrame]:
+    """The marts the report lays out (``models_py.published.REPORT_TABLES``), by table
+    name, read in one short connection."""
     con = connect(warehouse, read_only=False)
     try:
-        tables = {t: con.execute(f"select * from {_schema(t)}.{t}").df() for t in REPORT_TABLES}
+        return {
+            table: con.execute(f"select * from {schema}.{table}").df()
+            for schema, table in REPORT_TABLES
+        }
     finally:
         con.close()
-    report = build_report(tables, grace_cycles=grace_cycles())
-    folder = warehouse.parent / "reports"
+
+
+def write_report(
+    warehouse: Path, folder: Path | None = None
+) -> tuple[dict[str, Path], WrittenReport]:
+    """Render the report from the warehouse's marts and replace the files atomically.
+
+    ``folder``: where the files go (default ``reports/`` beside ``warehouse``; a run
+    passes the real warehouse's, since it reads a work copy)."""
+    report = build_report(read_report_tables(warehouse))
+    folder = folder or warehouse.parent / "reports"
     folder.mkdir(parents=True, exist_ok=True)
     for name, png in report.charts.items():
         _replace(folder / name, png)
     paths = {"markdown": folder / "insiders_report.md", "html": folder / "insiders_report.html"}
     _replace(paths["markdown"], report.markdown.encode())
     _replace(paths["html"], report.html.encode())
-    return paths, WrittenReport(report.answers, _inline(report))
+    return paths, WrittenReport(report.answers, _inline(report), report.is_synthetic)
 
 
 def _inline(report: Report) -> str:

@@ -21,6 +21,8 @@ from orchestration.bi_snapshot import (
     publish_snapshot,
     resolve_bi_dir,
 )
+from orchestration.dbt_runner import run_dbt
+from orchestration.warehouse import DUCKDB_CONFIG
 from tests.conftest import query, scalar
 
 
@@ -68,10 +70,19 @@ def test_the_snapshot_holds_every_published_table_as_in_the_warehouse(warehouse,
         published.path, "select count(*) from insiders.definition_choice where is_chosen"
     ) == [(1,)]
     info = attached(
-        published.path, "select snapshot_id, run_id, schema_version, table_rows from snapshot_info"
+        published.path,
+        "select snapshot_id, run_id, schema_version, table_rows, is_synthetic from snapshot_info",
     )[0]
     assert info[:3] == (published.snapshot_id, "run-one-0000", SCHEMA_VERSION)
     assert json.loads(info[3]) == published.rows
+    synthetic = scalar(
+        warehouse, "select coalesce(bool_or(is_synthetic), false) from raw.loaded_files"
+    )
+    assert info[4] is synthetic is published.is_synthetic
+    # The nine answers are published, as the dashboard and BI tools read them.
+    assert attached(published.path, "select question_number from insiders.answers order by 1") == [
+        (n,) for n in range(1, 10)
+    ]
     # Same columns and values as the warehouse, not just the same counts.
     members = attached(published.path, "select * from insiders.members order by customer_id")
     assert members == query(warehouse, "select * from insiders.members order by customer_id")
@@ -113,7 +124,7 @@ def test_a_failed_publish_leaves_the_previous_snapshot_whole(warehouse, tmp_path
     bi = tmp_path / "bi"
     first = publish_snapshot(warehouse, bi, run_id="run-one-0000")
     before = (bi / SNAPSHOT_FILE).read_bytes()
-    con = duckdb.connect(str(warehouse))
+    con = duckdb.connect(str(warehouse), config=DUCKDB_CONFIG)
     con.execute("drop table insiders.monthly_revenue")  # a table the snapshot needs
     con.close()
     with pytest.raises(duckdb.CatalogException, match="monthly_revenue"):
@@ -139,3 +150,23 @@ def test_the_bi_folder_defaults_beside_the_warehouse(tmp_path, monkeypatch):
     monkeypatch.setenv("INSIDERS_BI_DIR", str(tmp_path / "elsewhere"))
     assert resolve_bi_dir(warehouse) == tmp_path / "elsewhere"
     assert resolve_bi_dir(warehouse, tmp_path / "given") == tmp_path / "given"
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_the_snapshot_says_whether_its_figures_are_synthetic(warehouse, tmp_path, synthetic):
+    """snapshot_info.is_synthetic follows raw.loaded_files.is_synthetic (through
+    insiders.kpis, rebuilt by dbt), so the dashboard can warn that nothing is real."""
+    con = duckdb.connect(str(warehouse), config=DUCKDB_CONFIG)
+    try:
+        con.execute(
+            "alter table raw.loaded_files add column if not exists is_synthetic boolean "
+            "default false"
+        )
+        con.execute("update raw.loaded_files set is_synthetic = ?", [synthetic])
+    finally:
+        con.close()
+    assert run_dbt("build", warehouse, {}, ["--select", "stg_online_retail__loaded_files+"])
+    published = publish_snapshot(warehouse, tmp_path / "bi", run_id="run-syn-0000")
+    assert published.is_synthetic is synthetic
+    assert attached(published.path, "select is_synthetic from snapshot_info") == [(synthetic,)]
+    assert attached(published.path, "select is_synthetic from insiders.kpis") == [(synthetic,)]

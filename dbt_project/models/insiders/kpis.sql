@@ -1,4 +1,6 @@
-{#- Question 4, the revenue share: one row per as-of date of the current labels. -#}
+{#- Question 4, the revenue share: one row per as-of date of the current labels.
+    is_synthetic: some loaded file is synthetic demo data, so no figure here is the
+    store's (the report and the dashboard say so on top of every page). -#}
 with
 
 segments as (
@@ -22,6 +24,13 @@ transactions as (
 as_of as (
 
     select max(as_of) as as_of from segments
+
+),
+
+loaded_files as (
+
+    select coalesce(bool_or(is_synthetic), false) as is_synthetic
+    from {{ ref('stg_online_retail__loaded_files') }}
 
 ),
 
@@ -82,11 +91,13 @@ final as (
             as share_of_customer_revenue,
         split.insiders_items / store.store_items as share_of_items,
         cast(split.insiders_avg_ticket as double) as insiders_avg_ticket,
-        cast(split.others_avg_ticket as double) as others_avg_ticket
+        cast(split.others_avg_ticket as double) as others_avg_ticket,
+        loaded_files.is_synthetic
 
     from split
     cross join store
     cross join as_of
+    cross join loaded_files
     where split.customers > 0
 
 )

@@ -1,3 +1,6 @@
+{#- One row per loaded file. is_synthetic marks synthetic demo data (the files
+    models_py.demo_data writes, which the loader recognises): every answer made from
+    them says so (insiders.kpis, insiders.answers, the report). -#}
 with
 
 source as (
@@ -16,7 +19,8 @@ renamed as (
         raw_lines,
         loaded_rows,
         quarantined_rows,
-        loaded_at
+        loaded_at,
+        is_synthetic
 
     from source
 
