@@ -19,7 +19,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.browser import chromium, new_page, serve_dashboard, wait_until_idle  # noqa: E402
+from bench.browser import chromium, new_page, serve_dashboard, wait_until_idle  # noqa: E402
 
 PAGES = {"Overview": "", "Clusters": "/clusters", "Insiders": "/insiders", "Movement": "/movement"}
 

@@ -1,10 +1,12 @@
-"""Sentences and rows the Overview and Evidence pages share, built from the marts' rows.
+"""Sentences and rows for the Evidence page (and the Overview's forecast figures),
+built from the marts' rows.
 
-The dashboard computes no answer of its own: which definition the Insiders use and why
-is ``insiders.definition_choice``, the evaluation at every origin is
-``insiders.definition_evaluation``, the forecast is ``insiders.revenue_forecast`` and its
-record is ``insiders.forecast_evaluation``. This module only picks rows out of them and
-words them.
+The nine questions are answered once, in dbt (``insiders.answers``), and the Overview
+shows those rows as they are. What is left here words the Evidence page's detail: which
+definition the Insiders use and why (``insiders.definition_choice``), the evaluation at
+every origin (``insiders.definition_evaluation``), the forecast
+(``insiders.revenue_forecast``) and its record. This module computes no figure of its
+own: it only picks rows out of the marts and words them.
 """
 
 from __future__ import annotations
@@ -15,12 +17,6 @@ import pandas as pd
 
 from dashboard import ui
 
-CHOSEN_BY = {
-    "best_evidence": "chosen by the evidence",
-    "best_mean_none_qualified": "chosen for the best mean (no definition qualified)",
-    "no_evaluation_origin": "the default (no origin to evaluate)",
-    "forced": "forced by configuration",
-}
 BENCHMARK = "top_past_revenue"
 RANDOM = "random"
 

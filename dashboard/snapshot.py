@@ -22,7 +22,6 @@ as a cache key, so a replaced snapshot is read on the next rerun without a resta
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,13 +32,12 @@ from typing import Any, NamedTuple
 import duckdb
 import pandas as pd
 
-from orchestration.bi_snapshot import (
-    SCHEMA_VERSION,
-    SNAPSHOT_ENV,
-    SNAPSHOT_FILE,
-    resolve_bi_dir,
-)
-from orchestration.warehouse import resolve_warehouse
+from models_py.locations import DUCKDB_CONFIG, SCHEMA_VERSION, resolve_snapshot
+
+# The oldest snapshot schema this dashboard reads: version 2 lacks ``insiders.answers``
+# and the ``is_synthetic`` flags, which the pages treat as optional (no answers, with a
+# message; no banner), so a dashboard updated before the next run still shows it.
+OLDEST_SCHEMA_VERSION = 2
 
 # The catalog name the snapshot file is attached under (see ``Snapshot.connect``).
 _CATALOG = "snapshot"
@@ -86,6 +84,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "insiders.eligibility_rules": (
         "rule_id",
         "rule",
+        "conditions",
         "customers",
         "insiders",
         "precision",
@@ -197,6 +196,14 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "ml.model_selection": ("space", "algorithm", "k", "silhouette", "is_chosen"),
 }
 
+# Tables a page shows only when the snapshot has them: a snapshot published before they
+# existed is still shown, and the page says what it lacks. One present without these
+# columns is a problem like any required table's.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "insiders.answers": ("question_number", "question", "answer"),
+}
+READABLE = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+
 # A stable order for every table (the dashboard shows rows in this order).
 ORDER_BY: dict[str, str] = {
     "insiders.kpis": "as_of desc",
@@ -216,6 +223,7 @@ ORDER_BY: dict[str, str] = {
     "marts.dim_customers": "customer_id",
     "ml.customer_embedding": "customer_id",
     "ml.model_selection": "is_chosen desc, silhouette desc nulls last, space, algorithm, k",
+    "insiders.answers": "question_number",
 }
 
 # Tables with a ``customer_id`` that ``Snapshot.customer_rows`` may read one customer from.
@@ -250,6 +258,12 @@ class SnapshotInfo:
     published_at: datetime | None
     schema_version: int | None
     table_rows: dict[str, int]
+    # Made from synthetic demo data: every page says so (``snapshot_info.is_synthetic``,
+    # else ``insiders.kpis.is_synthetic``; False when neither exists, as in snapshots
+    # published before the flag).
+    is_synthetic: bool = False
+    # The optional tables (``OPTIONAL_COLUMNS``) this snapshot has.
+    optional_tables: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -266,14 +280,11 @@ def snapshot_path(warehouse: Path | None = None) -> Path:
     """``$INSIDERS_BI_SNAPSHOT``, else ``insiders_bi.duckdb`` in the BI directory of the
     warehouse (``$INSIDERS_BI_DIR``, else ``bi/`` beside ``warehouse``, else beside
     ``$INSIDERS_WAREHOUSE`` or the default warehouse): the same file ``insiders run``
-    publishes.
+    publishes (``models_py.locations``, shared with the publisher).
 
-    Raises ``ValueError`` for a warehouse named like a schema (see ``resolve_warehouse``).
+    Raises ``ValueError`` for a warehouse named like a schema.
     """
-    chosen = os.environ.get(SNAPSHOT_ENV)
-    if chosen:
-        return Path(chosen).expanduser()
-    return resolve_bi_dir(warehouse or resolve_warehouse()) / SNAPSHOT_FILE
+    return resolve_snapshot(warehouse)
 
 
 def fingerprint(path: Path) -> Fingerprint | None:
@@ -322,7 +333,7 @@ class Snapshot:
         attach to an in-memory database), with the snapshot as the default catalog."""
         if not self.exists():
             raise FileNotFoundError(f"{self.path}: no BI snapshot")
-        con = duckdb.connect(":memory:")
+        con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
         try:
             con.execute(f"attach {_literal(self.path)} as {_CATALOG} (read_only)")
             con.execute(f"use {_CATALOG}")
@@ -377,7 +388,24 @@ class Snapshot:
             published_at=published_at,
             schema_version=int(version) if version is not None else None,
             table_rows=rows,
+            is_synthetic=self._is_synthetic(con, columns),
+            optional_tables=frozenset(
+                table
+                for table, required in OPTIONAL_COLUMNS.items()
+                if set(required) <= columns.get(table, set())
+            ),
         )
+
+    @staticmethod
+    def _is_synthetic(con: duckdb.DuckDBPyConnection, columns: dict[str, set[str]]) -> bool:
+        """Whether the snapshot says it was made from synthetic demo data: its
+        ``snapshot_info.is_synthetic``, else any ``insiders.kpis.is_synthetic``. A snapshot
+        with neither column predates the flag and is not called synthetic."""
+        for table in (INFO_TABLE, "insiders.kpis"):
+            if "is_synthetic" in columns.get(table, set()):
+                row = con.execute(f"select bool_or(is_synthetic) from {table}").fetchone()
+                return bool(row is not None and row[0])
+        return False
 
     def problems(self) -> list[str]:
         """Why this dashboard cannot read the snapshot (empty: it can).
@@ -392,17 +420,18 @@ class Snapshot:
             info = self._info(con, columns)
         if info is None:
             problems.append("it has no snapshot_info (it was published by an older version)")
-        elif info.schema_version != SCHEMA_VERSION:
+        elif not OLDEST_SCHEMA_VERSION <= (info.schema_version or 0) <= SCHEMA_VERSION:
             newer = info.schema_version is not None and info.schema_version > SCHEMA_VERSION
             problems.append(
-                f"its schema version is {info.schema_version}; "
-                f"this dashboard reads version {SCHEMA_VERSION}"
+                f"its schema version is {info.schema_version}; this dashboard reads "
+                f"versions {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION}"
                 + (" (the snapshot is newer: update the dashboard)" if newer else "")
             )
-        for table, required in REQUIRED_COLUMNS.items():
+        for table, required in (*REQUIRED_COLUMNS.items(), *OPTIONAL_COLUMNS.items()):
             present = columns.get(table)
             if present is None:
-                problems.append(f"table {table} is missing")
+                if table in REQUIRED_COLUMNS:
+                    problems.append(f"table {table} is missing")
                 continue
             missing = [c for c in required if c not in present]
             if missing:
@@ -411,7 +440,7 @@ class Snapshot:
 
     def read_table(self, name: str) -> pd.DataFrame:
         """A whole published table, in the stable order of ``ORDER_BY``."""
-        name = _checked_name(name, tuple(REQUIRED_COLUMNS))
+        name = _checked_name(name, READABLE)
         with self.connect() as con:
             return con.execute(f"select * from {name} order by {ORDER_BY[name]}").df()
 

@@ -41,6 +41,9 @@ _RERUN_KEY = "_dashboard_rerun_for"
 SHOWN_KEY = "_dashboard_shown_fingerprint"
 
 RUN_COMMAND = "insiders run"
+# Shown at the top of every page of a snapshot made from synthetic demo data, so no one
+# mistakes the demo's figures for the store's.
+SYNTHETIC_BANNER = "Synthetic demo data: these figures are not real."
 
 
 @st.cache_data(ttl=_TTL_SECONDS, max_entries=16, show_spinner=False)
@@ -113,6 +116,11 @@ class OpenSnapshot:
     key: Fingerprint
     info: SnapshotInfo
 
+    def has(self, name: str) -> bool:
+        """Whether the snapshot has an optional table (``OPTIONAL_COLUMNS``): a snapshot
+        published before the table existed lacks it."""
+        return name in self.info.optional_tables
+
     def table(self, name: str) -> pd.DataFrame:
         """A published table (``schema.table``), read once per snapshot."""
         return _guard(self.path, name, lambda: _table(str(self.path), self.key, name))
@@ -155,7 +163,8 @@ def open_snapshot() -> OpenSnapshot:
 
     States: no file yet (say where and which command publishes one), a file from
     another schema (say what is wrong and that a run publishes a new one), a file DuckDB
-    cannot read (one line of error).
+    cannot read (one line of error). A snapshot made from synthetic demo data gets the
+    synthetic banner first, above everything the page shows.
     """
     path = resolve_path()
     key = fingerprint(path)
@@ -179,6 +188,8 @@ def open_snapshot() -> OpenSnapshot:
         st.warning(f"The BI snapshot has no snapshot_info. `{RUN_COMMAND}` publishes a new one.")
         st.stop()
     st.session_state.pop(_RERUN_KEY, None)
+    if info.is_synthetic:
+        st.warning(SYNTHETIC_BANNER, icon=":material/warning:")
     return OpenSnapshot(path=path, key=key, info=info)
 
 

@@ -6,10 +6,16 @@ through ``dashboard.snapshot``, so a wrong query in the dashboard fails a test.
 
 from __future__ import annotations
 
+import ast
 import io
+import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.snapshot import (
     CUSTOMER_TABLES,
+    OPTIONAL_COLUMNS,
     ORDER_BY,
     REQUIRED_COLUMNS,
     MemberFilter,
@@ -29,7 +36,8 @@ from dashboard.snapshot import (
     fingerprint,
     snapshot_path,
 )
-from orchestration.bi_snapshot import SCHEMA_VERSION, SNAPSHOT_ENV, SNAPSHOT_TABLES
+from models_py.locations import SCHEMA_VERSION, SNAPSHOT_ENV
+from models_py.published import PUBLISHED_TABLES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "dashboard" / "app.py"
@@ -41,6 +49,8 @@ PAGES = {
     "Movement": "views/movement.py",
 }
 INJECTION = "x' or '1'='1"
+BANNER = "Synthetic demo data: these figures are not real."
+NO_ANSWERS = "This snapshot predates the answers table; run `insiders run` again."
 
 
 # Helpers
@@ -93,6 +103,25 @@ def frame_with(at: AppTest, column: str) -> pd.DataFrame:
 
 def messages(at: AppTest) -> str:
     return "\n".join(e.value for kind in (at.info, at.warning, at.error) for e in kind)
+
+
+def page_warnings(at: AppTest) -> list[str]:
+    """The page's warnings but the synthetic banner (the demo snapshot may carry it)."""
+    return [w.value for w in at.warning if w.value != BANNER]
+
+
+def unescaped(markdown: str) -> str:
+    """Markdown source as the text it renders: CommonMark turns a backslash before ASCII
+    punctuation into that character."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def after_title(at: AppTest) -> Any:
+    """The element right below the page's title."""
+    nodes = list(at.main)
+    titles = [i for i, node in enumerate(nodes) if type(node).__name__ == "Title"]
+    assert titles, "no title on the page"
+    return nodes[titles[0] + 1]
 
 
 @pytest.fixture
@@ -176,11 +205,13 @@ def test_overview_metrics_are_the_snapshots_figures(demo_snapshot: Path, open_ap
         "Interval covered": f"{int(errors['covered'])} of {int(errors['origins'])}",
     }
     assert kpis["insiders"] == members > 0
-    assert not at.error and not at.warning
+    assert not at.error and not page_warnings(at)
 
 
-def test_overview_names_the_chosen_definition_and_why(demo_snapshot: Path, open_app) -> None:
-    at = open_app(demo_snapshot)
+def test_evidence_names_the_chosen_definition_and_why(demo_snapshot: Path, open_app) -> None:
+    """The definition, why, and the forecast in words: on the Evidence page (the
+    Overview shows the nine answers of ``insiders.answers`` instead)."""
+    at = open_app(demo_snapshot, "Evidence")
     chosen = read(demo_snapshot, "select * from insiders.definition_choice where is_chosen").iloc[0]
     assert (
         one(demo_snapshot, "select count(*) from insiders.definition_choice where is_chosen") == 1
@@ -203,17 +234,14 @@ def test_overview_names_the_chosen_definition_and_why(demo_snapshot: Path, open_
         "select * from insiders.revenue_forecast where customer_group = 'insiders'",
     ).iloc[0]
     captions = " ".join(c.value for c in at.caption)
-    assert (
-        f"interval £{forecast['lower_bound']:,.0f} to £{forecast['upper_bound']:,.0f}" in captions
-    )
-    assert f"is £{forecast['naive_revenue']:,.0f}." in captions
-    assert "What guarantees that the Insiders are better than the rest?" in text
+    assert f"interval £{forecast['lower_bound']:,.0f} to £{forecast['upper_bound']:,.0f}" in text
+    assert f"is £{forecast['naive_revenue']:,.0f}." in text
     assert f"took on average {chosen['mean_share']:.1%} of the next months' revenue" in text
     for gone in ("calibrated", "backtest", "cut-off", "hold-out"):
         assert gone not in (text + captions).lower()
 
 
-def test_overview_says_when_the_definition_was_forced(
+def test_evidence_says_when_the_definition_was_forced(
     demo_snapshot: Path, tmp_path: Path, open_app
 ) -> None:
     forced = one(
@@ -230,13 +258,135 @@ def test_overview_says_when_the_definition_was_forced(
             chosen_by = case when definition = '{forced}' then 'forced' end
         """,
     )
-    at = open_app(altered)
+    at = open_app(altered, "Evidence")
     text = " ".join(m.value for m in at.markdown)
     assert f"The Insiders are **`{forced}`**" in text
     assert "**Forced** by the run's configuration" in text
     best = one(altered, "select definition from insiders.definition_choice where evidence_rank = 1")
     assert f"the evidence ranks `{best}` first" in text
     assert not at.error
+
+
+# Answers with characters Markdown would read as formatting: the page must show them as
+# written. (question, answer) per question number.
+ANSWERS = {
+    n: (
+        f"Question {n}: what about *this* and #{n}?",
+        f"{n}. Answer {n} of the mart: 1,234 customers (12.5%), £5,678.90 and $3 or $4, "
+        f"definition top_past_revenue, a_b_c, [link](x) <b>{n}</b> & ~done~ | ok.",
+    )
+    for n in range(1, 10)
+}
+# Where each answer points for its detail (the page's url path).
+DETAIL_LINKS = {
+    1: "insiders",
+    3: "clusters",
+    5: "evidence",
+    6: "movement",
+    7: "movement",
+    8: "evidence",
+    9: "clusters",
+}
+
+
+def with_answers(snapshot: Path, target: Path, rows: dict[int, tuple[str, str]]) -> Path:
+    """A copy of the snapshot with an ``insiders.answers`` table as the mart's contract
+    has it (one row per question)."""
+    values = ", ".join("(?, ?, ?, ?, ?, date '2011-12-09')" for _ in rows)
+    params: list[Any] = []
+    for number, (question, answer) in rows.items():
+        params += [number, question, answer, float(number), "customers"]
+    path = altered_copy(
+        snapshot,
+        target,
+        "drop table if exists insiders.answers",
+        """
+        create table insiders.answers (
+            question_number integer primary key, question varchar not null,
+            answer varchar not null, figure double, figure_unit varchar, as_of date
+        )
+        """,
+    )
+    if rows:
+        con = duckdb.connect(str(path))
+        try:
+            con.execute(f"insert into insiders.answers values {values}", params)
+        finally:
+            con.close()
+    return path
+
+
+def test_overview_shows_the_nine_answers_of_the_mart_verbatim(
+    demo_snapshot: Path, tmp_path: Path, open_app
+) -> None:
+    snapshot = with_answers(demo_snapshot, tmp_path / "answers.duckdb", ANSWERS)
+    at = open_app(snapshot)
+    expected = read(snapshot, "select * from insiders.answers order by question_number")
+    assert expected["question_number"].tolist() == list(range(1, 10))
+    shown = [unescaped(m.value) for m in at.markdown]
+    answers = [m for m in shown if m.startswith("**") and "Answer " in m]
+    assert answers == [
+        f"**{row.question_number}. {row.question}**  \n{row.answer}"
+        for row in expected.itertuples()
+    ]
+    # the pointers to the pages with the detail, and the page's charts and figures
+    nodes = list(at.main)
+    pointers: dict[int, str | None] = {}
+    for node, following in pairwise(nodes):
+        if type(node).__name__ == "Markdown" and "Answer " in node.value:
+            number = int(unescaped(node.value)[2:].split(".")[0])
+            is_link = type(following).__name__ == "PageLink"
+            pointers[number] = following.proto.page if is_link else None
+    assert pointers == {n: DETAIL_LINKS.get(n) for n in range(1, 10)}
+    assert len(at.get("vega_lite_chart")) == 1
+    assert metrics(at)["Insiders"] == f"{one(snapshot, 'select insiders from insiders.kpis'):,}"
+    assert "Answers as of 2011-12-09." in [c.value for c in at.caption]
+    assert NO_ANSWERS not in messages(at)
+    assert not at.error and not page_warnings(at)
+
+
+def test_overview_of_a_snapshot_without_answers_says_to_run_again(
+    demo_snapshot: Path, tmp_path: Path, open_app
+) -> None:
+    """A snapshot of schema version 2, published before the answers table and the
+    synthetic flag existed: the page shows it, and says what it lacks."""
+    older = altered_copy(
+        demo_snapshot,
+        tmp_path / "older.duckdb",
+        "drop table if exists insiders.answers",
+        "alter table main.snapshot_info drop column if exists is_synthetic",
+        "alter table insiders.kpis drop column if exists is_synthetic",
+        "update main.snapshot_info set schema_version = 2",
+    )
+    at = open_app(older)
+    assert [i.value for i in at.info] == [NO_ANSWERS]
+    assert not at.error and not page_warnings(at)
+    # the rest of the page is there
+    assert metrics(at)["Run"] == one(older, "select run_id from main.snapshot_info")
+    assert len(at.get("vega_lite_chart")) == 1
+    assert Snapshot(older).problems() == []
+
+
+def test_overview_with_an_empty_answers_table_says_so(
+    demo_snapshot: Path, tmp_path: Path, open_app
+) -> None:
+    at = open_app(with_answers(demo_snapshot, tmp_path / "none.duckdb", {}))
+    assert "No answers yet" in messages(at)
+    assert NO_ANSWERS not in messages(at)
+    assert not at.error
+
+
+def test_answers_table_without_its_columns_is_an_older_schema(
+    demo_snapshot: Path, tmp_path: Path, open_app
+) -> None:
+    snapshot = altered_copy(
+        with_answers(demo_snapshot, tmp_path / "a.duckdb", ANSWERS),
+        tmp_path / "b.duckdb",
+        "alter table insiders.answers drop column answer",
+    )
+    at = open_app(snapshot)
+    [warning] = at.warning
+    assert "insiders.answers lacks column(s) answer" in warning.value
 
 
 # Evidence
@@ -265,12 +415,12 @@ def test_without_origins_the_pages_say_so(demo_snapshot: Path, tmp_path: Path, o
         """,
     )
     at = open_app(short)
-    text = " ".join(m.value for m in at.markdown)
-    assert "The Insiders are **`insiders_cluster`**" in text
-    assert "No origin could be evaluated yet" in text
     assert metrics(at)["Interval covered"] == "—"
     assert not at.error
     at = open_app(short, "Evidence")
+    text = " ".join(m.value for m in at.markdown)
+    assert "The Insiders are **`insiders_cluster`**" in text
+    assert "No origin could be evaluated yet" in text
     assert "No rolling-origin evaluation yet" in messages(at)
     assert "No rolling-origin evaluation of the forecast yet." in messages(at)
     assert frame_with(at, "evidence_rank")["is_chosen"].sum() == 1
@@ -297,7 +447,7 @@ def test_evidence_page_shows_every_definition(demo_snapshot: Path, open_app) -> 
     chosen = expected[expected["is_chosen"]]["definition"].iloc[0]
     text = " ".join(m.value for m in at.markdown)
     assert f"The Insiders are **`{chosen}`**" in text
-    assert not at.error and not at.warning
+    assert not at.error and not page_warnings(at)
 
 
 def test_evidence_page_shows_every_origin(demo_snapshot: Path, open_app) -> None:
@@ -588,6 +738,41 @@ def test_movement_page_shows_moves_and_rules(demo_snapshot: Path, open_app) -> N
     assert not at.error
 
 
+def test_rule_thresholds_of_a_thousand_or_more_come_from_the_conditions(
+    demo_snapshot: Path, tmp_path: Path, open_app
+) -> None:
+    """The rule text writes thresholds as ``1,234.50``; the words come from the JSON
+    conditions, whole, with the looser of two bounds on one feature dropped."""
+    conditions = [
+        {"feature": "monetary", "operator": ">", "threshold": 866.6150207519531},
+        {"feature": "frequency", "operator": ">", "threshold": 11.5},
+        {"feature": "monetary", "operator": ">", "threshold": 1234.5},
+        {"feature": "return_rate", "operator": "<=", "threshold": 0.04},
+        {"feature": "recency_days", "operator": "<=", "threshold": 1500.25},
+    ]
+    snapshot = altered_copy(
+        demo_snapshot,
+        tmp_path / "rules.duckdb",
+        f"""
+        update insiders.eligibility_rules set
+            rule = 'monetary > 866.62 and frequency > 11.50 and monetary > 1,234.50 '
+                || 'and return_rate <= 0.04 and recency_days <= 1,500.25',
+            conditions = '{json.dumps(conditions)}'
+        where rule_id = 1
+        """,
+    )
+    at = open_app(snapshot, "Movement")
+    text = " ".join(m.value for m in at.markdown)
+    first = text.split("**Rule 1.**")[1].split("**Rule 2.**")[0]
+    assert first.startswith(
+        " Customers with net spend above £1,234.50, purchases above 11.5, share of spend "
+        "returned at most 4.0% and days since the last purchase at most 1,500.25: "
+    )
+    assert "866.62" not in first and "1,234.50 " not in first.replace("£1,234.50", "")
+    assert frame_with(at, "rule")["rule"].iloc[0].startswith("monetary > 866.62")
+    assert not at.error
+
+
 # States
 
 
@@ -607,6 +792,7 @@ def test_no_snapshot_yet_says_how_to_build_one(tmp_path: Path, open_app, page: s
     ("statement", "problem"),
     [
         ("update main.snapshot_info set schema_version = 0", "schema version is 0"),
+        ("update main.snapshot_info set schema_version = 99", "newer: update the dashboard"),
         ("drop table main.snapshot_info", "no snapshot_info"),
         ("alter table insiders.members drop column country", "insiders.members lacks column"),
         ("drop table insiders.evidence", "insiders.evidence is missing"),
@@ -648,7 +834,7 @@ def test_empty_tables_everywhere_say_so(demo_snapshot: Path, tmp_path: Path, ope
     for page in PAGES:
         at = open_app(empty, page)
         assert "yet" in messages(at), page
-        assert not at.error and not at.warning
+        assert not at.error and not page_warnings(at)
     assert metrics(open_app(empty))["Insiders"] == "—"
 
 
@@ -681,6 +867,55 @@ def test_a_new_snapshot_is_read_without_a_restart(
     assert shown["Insiders"] == "7"
 
 
+def synthetic_copy(snapshot: Path, target: Path, info: bool | None, kpis: bool | None) -> Path:
+    """A copy with ``is_synthetic`` set on ``snapshot_info`` and ``kpis`` (None: no such
+    column, as in snapshots published before the flag)."""
+    statements = []
+    for table, flag in (("main.snapshot_info", info), ("insiders.kpis", kpis)):
+        statements.append(f"alter table {table} drop column if exists is_synthetic")
+        if flag is not None:
+            statements.append(
+                f"alter table {table} add column is_synthetic boolean default {str(flag).lower()}"
+            )
+    return altered_copy(snapshot, target, *statements)
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_synthetic_snapshot_shows_the_banner_at_the_top(
+    demo_snapshot: Path, tmp_path: Path, open_app, page: str
+) -> None:
+    synthetic = synthetic_copy(demo_snapshot, tmp_path / "s.duckdb", info=True, kpis=True)
+    at = open_app(synthetic, page)
+    top = after_title(at)
+    assert type(top).__name__ == "Warning" and top.value == BANNER
+    assert [w.value for w in at.warning].count(BANNER) == 1
+    assert not at.error
+
+
+@pytest.mark.parametrize(
+    ("info", "kpis", "banner"),
+    [
+        (None, True, True),  # only the KPIs say so
+        (False, False, False),
+        (None, None, False),  # an older snapshot: no flag, no banner
+    ],
+)
+def test_banner_follows_the_flag_and_tolerates_its_absence(
+    demo_snapshot: Path,
+    tmp_path: Path,
+    open_app,
+    info: bool | None,
+    kpis: bool | None,
+    banner: bool,
+) -> None:
+    snapshot = synthetic_copy(demo_snapshot, tmp_path / "s.duckdb", info=info, kpis=kpis)
+    for page in ("Overview", "Movement"):
+        at = open_app(snapshot, page)
+        assert (BANNER in [w.value for w in at.warning]) is banner, page
+        assert not at.error and not page_warnings(at)
+    assert Snapshot(snapshot).problems() == []
+
+
 # dashboard.snapshot
 
 
@@ -696,9 +931,10 @@ def test_snapshot_path_prefers_the_variable_then_the_warehouse(
 
 
 def test_the_dashboard_reads_only_published_tables() -> None:
-    published = {f"{schema}.{table}" for schema, table in SNAPSHOT_TABLES}
-    assert set(REQUIRED_COLUMNS) <= published
-    assert set(ORDER_BY) == set(REQUIRED_COLUMNS)
+    published = {f"{schema}.{table}" for schema, table in PUBLISHED_TABLES}
+    assert set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS) <= published
+    assert set(ORDER_BY) == set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+    assert not set(OPTIONAL_COLUMNS) & set(REQUIRED_COLUMNS)
     assert set(CUSTOMER_TABLES) <= set(REQUIRED_COLUMNS)
 
 
@@ -773,3 +1009,72 @@ def test_each_read_sees_the_file_the_path_names_now(demo_snapshot: Path, tmp_pat
     finally:
         holder.close()
     assert fingerprint(tmp_path / "missing.duckdb") is None
+
+
+# Layering: the dashboard reads the snapshot and never imports the pipeline.
+
+SHARED_LOCATIONS = (
+    "SNAPSHOT_FILE",
+    "PARQUET_LINK",
+    "BI_DIR_ENV",
+    "SNAPSHOT_ENV",
+    "WAREHOUSE_ENV",
+    "DEFAULT_WAREHOUSE",
+    "SCHEMAS",
+    "SCHEMA_VERSION",
+    "resolve_bi_dir",
+    "resolve_warehouse",
+)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a Python file imports, at any depth of its syntax tree."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_no_dashboard_module_imports_orchestration() -> None:
+    files = sorted((REPO_ROOT / "dashboard").rglob("*.py"))
+    assert len(files) >= 8
+    offenders = {
+        str(f.relative_to(REPO_ROOT)): sorted(
+            m for m in imported_modules(f) if m.split(".")[0] == "orchestration"
+        )
+        for f in files
+    }
+    assert {f: m for f, m in offenders.items() if m} == {}
+    # nor indirectly, through what it imports
+    code = (
+        "import sys, dashboard.snapshot, dashboard.ui, dashboard.answers; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('orchestration', 'dagster')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_shared_locations_are_defined_once() -> None:
+    """The names the publisher and the dashboard agree on are assigned (or defined) only
+    in ``models_py/locations.py``; everyone else imports them."""
+    definers: dict[str, list[str]] = {}
+    for folder in ("dashboard", "models_py", "orchestration"):
+        for path in sorted((REPO_ROOT / folder).rglob("*.py")):
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.Assign | ast.AnnAssign):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    names = [t.id for t in targets if isinstance(t, ast.Name)]
+                elif isinstance(node, ast.FunctionDef):
+                    names = [node.name]
+                else:
+                    continue
+                for name in names:
+                    if name in SHARED_LOCATIONS:
+                        definers.setdefault(name, []).append(str(path.relative_to(REPO_ROOT)))
+    assert definers == {name: ["models_py/locations.py"] for name in SHARED_LOCATIONS}

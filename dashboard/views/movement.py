@@ -6,7 +6,8 @@ A page script: ``st.navigation`` executes it as ``__main__`` on every rerun.
 
 from __future__ import annotations
 
-import re
+import json
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -18,45 +19,95 @@ FEATURE_WORDS = {
     "recency_days": "days since the last purchase",
     "tenure_days": "days since the first purchase",
     "frequency": "purchases",
-    "monetary": "net spend (£)",
-    "gross_revenue": "gross spend (£)",
-    "avg_ticket": "average ticket (£)",
+    "monetary": "net spend",
+    "gross_revenue": "gross spend",
+    "avg_ticket": "average ticket",
     "avg_basket_size": "items per purchase",
     "distinct_products": "distinct products bought",
     "return_rate": "share of spend returned",
     "purchase_rate": "purchases per 30 days",
 }
+MONEY_FEATURES = frozenset({"monetary", "gross_revenue", "avg_ticket"})
+SHARE_FEATURES = frozenset({"return_rate"})
 OPERATOR_WORDS = {">": "above", ">=": "at least", "<": "below", "<=": "at most", "=": "equal to"}
-_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>|=)\s*(-?[0-9.]+)\s*$")
 
 MOVES = {"stayed": "Stayed", "entered": "Entered", "left_program": "Left"}
 
 
-def rule_in_words(rule: str) -> str:
-    """``monetary > 731.89 and return_rate <= 0.04`` as ``net spend (£) above 731.89
-    and share of spend returned at most 4.0%``; a condition it cannot parse stays as
-    written."""
-    words = []
-    for condition in re.split(r"\s+and\s+", rule.strip()):
-        match = _CONDITION.match(condition)
-        if match is None:
-            words.append(condition)
+def threshold_words(feature: str, threshold: float) -> str:
+    """A threshold in the feature's unit: ``£1,234.50``, ``4.0%``, ``11.5``."""
+    if feature in MONEY_FEATURES:
+        return f"£{threshold:,.2f}"
+    if feature in SHARE_FEATURES:
+        return f"{threshold:.1%}"
+    return f"{threshold:,.2f}".rstrip("0").rstrip(".")
+
+
+def condition_words(condition: Any) -> str | None:
+    """One ``{"feature", "operator", "threshold"}`` condition in words, or None if it is
+    not one (the caller then shows the rule as written)."""
+    if not isinstance(condition, dict):
+        return None
+    feature, operator = condition.get("feature"), condition.get("operator")
+    threshold = condition.get("threshold")
+    if not isinstance(feature, str) or operator not in OPERATOR_WORDS:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        return None
+    return (
+        f"{FEATURE_WORDS.get(feature, feature.replace('_', ' '))} "
+        f"{OPERATOR_WORDS[operator]} {threshold_words(feature, float(threshold))}"
+    )
+
+
+def tightest(conditions: list[Any]) -> list[Any]:
+    """The conditions with one bound per feature and operator: a tree path may split on
+    the same feature twice (``monetary > 866.62 ... and monetary > 1,566.20``), and only
+    the tighter bound says anything. Order of first appearance is kept."""
+    kept: dict[tuple[str, str], dict[str, Any]] = {}
+    others: list[Any] = []
+    for condition in conditions:
+        if condition_words(condition) is None:
+            others.append(condition)
             continue
-        feature, operator, threshold = match.groups()
-        value = f"{float(threshold):.1%}" if feature == "return_rate" else threshold
-        words.append(
-            f"{FEATURE_WORDS.get(feature, feature.replace('_', ' '))} "
-            f"{OPERATOR_WORDS[operator]} {value}"
-        )
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
+        key = (condition["feature"], condition["operator"])
+        if key not in kept:
+            kept[key] = condition
+            continue
+        upper = condition["operator"] in (">", ">=")
+        if (condition["threshold"] > kept[key]["threshold"]) == upper:
+            kept[key] = condition
+    return [*kept.values(), *others]
+
+
+def rule_in_words(rule: str, conditions: Any) -> str:
+    """A rule in words, from its structured ``conditions`` (the JSON the eligibility step
+    writes beside the text): ``[{"feature": "monetary", "operator": ">", "threshold":
+    1234.5}, ...]`` reads ``net spend above £1,234.50 and ...``. Reading the structure,
+    not the text, keeps thresholds of any size whole (the text writes ``1,234.50``).
+    Conditions that are missing or not of that shape leave the rule as written."""
+    try:
+        parsed = json.loads(conditions) if isinstance(conditions, str) else conditions
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, list):
+        return rule
+    words = [condition_words(condition) for condition in tightest(parsed)]
+    if not words:
+        return "no condition at all"
+    kept = [w for w in words if w is not None]
+    if len(kept) < len(words):
+        return rule
+    if len(kept) == 1:
+        return kept[0]
+    return ", ".join(kept[:-1]) + " and " + kept[-1]
 
 
 def rule_sentence(rule: pd.Series) -> str:
     """One rule, in a sentence a marketer can check against a customer."""
     return (
-        f"**Rule {rule['rule_id']}.** Customers with {rule_in_words(str(rule['rule']))}: "
+        f"**Rule {rule['rule_id']}.** Customers with "
+        f"{rule_in_words(str(rule['rule']), rule['conditions'])}: "
         f"{ui.fmt_int(rule['customers'])} customers, {ui.fmt_int(rule['insiders'])} of them "
         f"Insiders. Precision {ui.fmt_share(rule['precision'])} (of the customers the rule "
         f"selects, the share who are Insiders), recall {ui.fmt_share(rule['recall'])} (of "

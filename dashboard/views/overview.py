@@ -1,10 +1,15 @@
 """Overview: the answers to the marketing team's nine questions at a glance.
 
+The headline figures, the nine answers exactly as dbt wrote them in ``insiders.answers``
+(the report and BI tools read the same rows: no answer is composed here), a pointer to
+the page with each answer's detail, the forecast's figures and the revenue per month.
+
 A page script: ``st.navigation`` executes it as ``__main__`` on every rerun.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import altair as alt
@@ -22,130 +27,61 @@ def latest_kpis(kpis: pd.DataFrame, as_of: Any) -> pd.Series | None:
     return (same if not same.empty else kpis).iloc[0]
 
 
-def nine_answers(snap: ui.OpenSnapshot, kpi: pd.Series | None, forecast: pd.Series | None) -> str:
-    """The nine questions with a short answer each, as a Markdown list."""
-    members = snap.table("insiders.members")
-    profile = snap.table("insiders.cluster_profile")
-    rules = snap.table("insiders.eligibility_rules")
-    history = snap.table("insiders.membership_history")
-    choice = snap.table("insiders.definition_choice")
-    evaluation = snap.table("insiders.definition_evaluation")
-    actions = snap.table("insiders.cluster_actions")
-    chosen = answers.chosen_definition(choice)
-
-    items: list[tuple[str, str]] = []
-    if members.empty:
-        who = "No members yet."
-    else:
-        who = f"{ui.fmt_int(len(members))} customers"
-        if chosen is not None:
-            who += f": {chosen['description']} (definition `{chosen['definition']}`)"
-        who += ". The list, searchable and downloadable, is on the Insiders page."
-    items.append(("Who is eligible for the Insiders?", who))
-    items.append(
-        (
-            "How many customers will be part of the group?",
-            f"{ui.fmt_int(kpi['insiders'])} of {ui.fmt_int(kpi['customers'])} customers "
-            f"({ui.fmt_share(kpi['share_of_customers'])})."
-            if kpi is not None
-            else "No KPIs yet.",
-        )
-    )
-    insider_profile = profile[profile["is_insider"].fillna(False).astype(bool)]
-    if insider_profile.empty:
-        characteristics = "No cluster profile yet."
-    else:
-        p = insider_profile.iloc[0]
-        characteristics = (
-            f"The {p['cluster_name']} cluster"
-            + (
-                f", which holds {ui.fmt_int(p['insiders_members'])} of the Insiders"
-                if not ui.is_missing(p.get("insiders_members"))
-                else ""
-            )
-            + f": mean monetary {ui.fmt_money(p['mean_monetary'])} "
-            f"({ui.fmt_number(p['monetary_vs_base'])}x the base), "
-            f"{ui.fmt_number(p['mean_frequency'])} purchases "
-            f"({ui.fmt_number(p['frequency_vs_base'])}x), last purchase "
-            f"{ui.fmt_number(p['mean_recency_days'], 0)} days ago on average "
-            f"({ui.fmt_number(p['recency_vs_base'])}x). See the Clusters page."
-        )
-    items.append(("What are the main characteristics of these customers?", characteristics))
-    items.append(
-        (
-            "What share of revenue comes from the Insiders?",
-            f"{ui.fmt_share(kpi['share_of_all_revenue'])} of all revenue (guests included), "
-            f"{ui.fmt_share(kpi['share_of_customer_revenue'])} of customer revenue."
-            if kpi is not None
-            else "No KPIs yet.",
-        )
-    )
-    items.append(
-        (
-            "What revenue can we expect from them in the next months?",
-            answers.forecast_sentence(forecast) if forecast is not None else "No forecast yet.",
-        )
-    )
-    if rules.empty:
-        eligibility = "No rules yet."
-    else:
-        first = rules.iloc[0]
-        eligibility = (
-            f"Mostly: {first['rule']} (precision {ui.fmt_share(first['precision'])}, "
-            f"recall {ui.fmt_share(first['recall'])}). All rules are on the Movement page."
-        )
-    items.append(("What are the conditions for a person to be eligible?", eligibility))
-    ended = int(history["valid_to"].notna().sum()) if not history.empty else 0
-    came_back = int((history["membership_number"] > 1).sum()) if not history.empty else 0
-    items.append(
-        (
-            "What are the conditions for a person to be removed?",
-            "Membership is re-evaluated monthly; a member no longer among the chosen "
-            "definition's members keeps a grace period and leaves at the next re-evaluation "
-            f"still failed. So far {ui.fmt_int(ended)} memberships ended and "
-            f"{ui.fmt_int(came_back)} came back. See the Movement page.",
-        )
-    )
-    items.append(
-        (
-            "What guarantees that the Insiders are better than the rest?",
-            answers.evidence_sentence(choice, evaluation) + " Every definition at every "
-            "origin is on the Evidence page.",
-        )
-    )
-    insider_actions = actions[actions["cluster_name"].isin(insider_profile["cluster_name"])]
-    items.append(
-        (
-            "What actions can the marketing team take to increase revenue?",
-            f"For the Insiders cluster: {insider_actions.iloc[0]['recommended_action']}. "
-            "Every cluster's action is on the Clusters page."
-            if not insider_actions.empty
-            else "See each cluster's recommended action on the Clusters page.",
-        )
-    )
-    return "\n".join(
-        f"{number}. **{question}** {answer}"
-        for number, (question, answer) in enumerate(items, start=1)
-    )
+# Where each question is answered in detail (the mart numbers the nine questions 1-9).
+DETAIL_PAGES: dict[int, tuple[str, str]] = {
+    1: ("views/insiders.py", "The Insiders, searchable and downloadable"),
+    3: ("views/clusters.py", "Every cluster's profile"),
+    5: ("views/evidence.py", "The forecast at every origin"),
+    6: ("views/movement.py", "Every eligibility rule"),
+    7: ("views/movement.py", "Members entered and left"),
+    8: ("views/evidence.py", "Every definition at every origin"),
+    9: ("views/clusters.py", "Every cluster's recommended action"),
+}
+ANSWERS_TABLE = "insiders.answers"
+NO_ANSWERS_TABLE = f"This snapshot predates the answers table; run `{ui.RUN_COMMAND}` again."
+# Characters Markdown would read as formatting (or LaTeX, or HTML) in an answer's text.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|$~&])")
+_LINE_START_MARKER = re.compile(r"^(\s*(?:\d+)?)([-+.)])", flags=re.MULTILINE)
 
 
-def definition_section(snap: ui.OpenSnapshot) -> None:
-    """Which definition the Insiders use, and why (``insiders.definition_choice``)."""
-    st.header("Who the Insiders are, and why")
-    choice = snap.table("insiders.definition_choice")
-    if choice.empty:
-        ui.empty("No definition chosen yet.")
+def plain(text: str) -> str:
+    """``text`` as Markdown that renders as exactly that text: the answers come from the
+    mart as plain English, and a ``*``, ``_`` or ``$`` in them must not turn into
+    emphasis or a formula, nor a leading ``1.`` or ``-`` into a list."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return _LINE_START_MARKER.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
+
+
+def answers_section(snap: ui.OpenSnapshot) -> None:
+    """The nine questions, each with the answer ``insiders.answers`` gives, verbatim.
+
+    The answers are composed once, by dbt, and the report, BI tools and this page all
+    read the same rows; this page only lays them out and points to the page that
+    shows the detail.
+    """
+    st.header("The nine questions")
+    if not snap.has(ANSWERS_TABLE):
+        st.info(NO_ANSWERS_TABLE)
         return
-    st.markdown(answers.choice_sentence(choice))
-    st.caption(
-        f"{len(choice)} candidate definitions were scored; the table and every origin "
-        "are on the Evidence page."
-    )
+    rows = snap.table(ANSWERS_TABLE)
+    if rows.empty:
+        ui.empty(f"No answers yet: `{ui.RUN_COMMAND}` composes them.")
+        return
+    for row in rows.itertuples(index=False):
+        number = int(row.question_number)
+        st.markdown(f"**{number}. {plain(str(row.question))}**  \n{plain(str(row.answer))}")
+        if number in DETAIL_PAGES:
+            page, label = DETAIL_PAGES[number]
+            st.page_link(page, label=label, icon=":material/arrow_forward:")
+    as_of = rows["as_of"].iloc[0] if "as_of" in rows.columns else None
+    if not ui.is_missing(as_of):
+        st.caption(f"Answers as of {ui.fmt_date(as_of)}.")
 
 
-def forecast_section(snap: ui.OpenSnapshot, forecast: pd.Series | None) -> None:
-    """The Insiders' forecast with its interval, the naive forecast beside it, and the
-    record of both at the rolling origins (``insiders.forecast_evaluation``)."""
+def forecast_section(forecast: pd.Series | None) -> None:
+    """The figures of the Insiders' forecast: the forecast with its interval, the naive
+    forecast beside it, and the record of both at the rolling origins (summarised on the
+    Insiders' row of ``insiders.revenue_forecast``). In words it is question 5 above."""
     st.header("Expected revenue")
     if forecast is None:
         ui.empty("No revenue forecast yet.")
@@ -169,7 +105,6 @@ def forecast_section(snap: ui.OpenSnapshot, forecast: pd.Series | None) -> None:
         ui.fmt_money(forecast["naive_revenue"]),
         help="What the Insiders spent in the horizon before the as-of date.",
     )
-    st.caption(answers.forecast_sentence(forecast))
     errors = st.columns(4)
     errors[0].metric(
         "Median error, forecast",
@@ -191,7 +126,11 @@ def forecast_section(snap: ui.OpenSnapshot, forecast: pd.Series | None) -> None:
         f"{record.covered} of {record.origins}" if record.origins else "—",
         help="Origins where the actual lay within the interval.",
     )
-    st.caption(answers.record_sentence(record))
+    st.page_link(
+        "views/evidence.py",
+        label="How the forecast is made, and its record at every origin",
+        icon=":material/arrow_forward:",
+    )
 
 
 def render() -> None:
@@ -237,11 +176,8 @@ def render() -> None:
         f"by run {info.run_id}."
     )
 
-    definition_section(snap)
-    forecast_section(snap, forecast)
-
-    st.header("The nine questions")
-    st.markdown(nine_answers(snap, kpi, forecast))
+    answers_section(snap)
+    forecast_section(forecast)
 
     st.header("Revenue per month")
     monthly = snap.table("insiders.monthly_revenue")
