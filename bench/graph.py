@@ -32,7 +32,8 @@ import json, sys, time
 import duckdb
 import numpy as np
 from models_py.clustering import ClusteringConfig, fit_segmentation, label_with_model
-con = duckdb.connect(sys.argv[1], read_only=True)
+from models_py.locations import DUCKDB_CONFIG
+con = duckdb.connect(sys.argv[1], read_only=True, config=DUCKDB_CONFIG)
 customers = con.execute("select * from marts.dim_customers").df()
 con.close()
 out = {}

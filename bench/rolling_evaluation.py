@@ -25,6 +25,8 @@ from pathlib import Path
 
 import duckdb
 
+from models_py.locations import DUCKDB_CONFIG
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "online-retail" / "by-day"
 BIN = Path(sys.executable).parent
@@ -51,10 +53,13 @@ def main() -> None:
         )
         print(f"whole graph (insiders run, fresh warehouse): {time.perf_counter() - start:.1f} s")
 
+        from models_py.settings import RANDOM_GROUPS_CONFIDENCE
         from orchestration.insiders_steps import run_rolling_evaluation
 
         start = time.perf_counter()
-        metadata = run_rolling_evaluation(warehouse, 1000, 0.9, 42, logging.getLogger("bench"))
+        metadata = run_rolling_evaluation(
+            warehouse, 1000, RANDOM_GROUPS_CONFIDENCE, 42, logging.getLogger("bench")
+        )
         print(
             f"rolling-origin evaluation step alone: {time.perf_counter() - start:.1f} s "
             f"(of which the per-date decisions {metadata['seconds_evaluating']} s)"
@@ -63,7 +68,7 @@ def main() -> None:
 
 
 def print_tables(warehouse: Path) -> None:
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = duckdb.connect(str(warehouse), read_only=True, config=DUCKDB_CONFIG)
     try:
         ratios = con.execute(
             """

@@ -19,6 +19,8 @@ from collections.abc import Collection, Mapping
 import numpy as np
 import pandas as pd
 
+from models_py.settings import RANDOM_GROUPS_CONFIDENCE
+
 BASELINE = "top_past_revenue"
 CLUSTER = "insiders_cluster"
 EXPECTED = "expected_revenue"
@@ -61,6 +63,7 @@ EVALUATION_COLUMNS: tuple[str, ...] = (
     "share_of_horizon_revenue",
     "share_low",
     "share_high",
+    "confidence",
 )
 
 
@@ -133,15 +136,19 @@ def evaluate_definitions(
     scores: pd.DataFrame,
     members: Mapping[str, Collection[str]],
     n_random: int = 1000,
-    confidence: float = 0.9,
+    confidence: float = RANDOM_GROUPS_CONFIDENCE,
     seed: int = 42,
 ) -> pd.DataFrame:
     """Each definition's share of the horizon's net revenue at one origin.
 
     The denominator is the horizon revenue of every customer known at the origin (the
     customers a definition could have picked). ``random`` is the mean of ``n_random``
-    groups of the same size, with the central ``confidence`` interval of their share.
+    groups of the same size, with the central ``confidence`` interval of their share;
+    the level is a column of the table, so that whoever shows the range says the level
+    it was computed at.
     """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
     if scores["horizon_net_revenue"].isna().any():
         raise ValueError("the horizon after this origin is not over: nothing to evaluate")
     ids = scores["customer_id"].astype(str).to_numpy()
@@ -182,4 +189,5 @@ def evaluate_definitions(
     table["customers_known"] = len(ids)
     table["total_horizon_revenue"] = total
     table["share_of_horizon_revenue"] = table["horizon_revenue"] / total if total else None
+    table["confidence"] = float(confidence)
     return table[list(EVALUATION_COLUMNS)]

@@ -35,11 +35,13 @@ from models_py.group_forecast import (
 )
 from models_py.insiders_definitions import (
     DEFINITIONS,
+    EVALUATION_COLUMNS,
     TRAINED,
     evaluate_definitions,
     select_members,
 )
 from models_py.revenue_model import predict_next_revenue
+from models_py.settings import RANDOM_GROUPS_CONFIDENCE
 
 
 def refit_specification(config: ClusteringConfig, chosen: dict[str, Any]) -> ClusteringConfig:
@@ -187,7 +189,7 @@ def evaluate(
     as_of: date,
     spec: ClusteringConfig,
     n_random: int = 1000,
-    confidence: float = 0.9,
+    confidence: float = RANDOM_GROUPS_CONFIDENCE,
     seed: int = 42,
     log: logging.Logger | Any = logging.getLogger(__name__),  # noqa: B008
 ) -> Evaluation:
@@ -256,7 +258,7 @@ def evaluate(
     evaluation = (
         pd.concat(evaluation_rows, ignore_index=True)
         if evaluation_rows
-        else pd.DataFrame(columns=["origin_date", "definition"])
+        else pd.DataFrame(columns=["origin_date", *EVALUATION_COLUMNS])
     )
     evaluation = evaluation.assign(horizon_end=evaluation["origin_date"].map(horizon_end))
     members_table = pd.concat(member_rows, ignore_index=True)

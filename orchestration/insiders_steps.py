@@ -1,13 +1,16 @@
 """The Python step downstream of the clustering: the rolling-origin evaluation.
 
-Reads what dbt built (``intermediate.*``, ``marts.dim_customers``, ``ml.*``), calls
-``models_py.rolling_evaluation`` and replaces its ``ml`` tables in one transaction;
-dbt then chooses the definition (``insiders.definition_choice``). The warehouse is
-open only while reading and while writing.
+Wiring only: reads what dbt built (``intermediate.*``, ``marts.dim_customers``,
+``ml.*``), calls ``models_py.rolling_evaluation`` and replaces its ``ml`` tables in one
+transaction; dbt then chooses the definition (``insiders.definition_choice``). The
+clustering run's settings and chosen model come from its record in
+``ml.segmentation_runs`` (no model file is unpickled here). The warehouse is open only
+while reading and while writing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -15,14 +18,15 @@ from typing import Any
 
 import pandas as pd
 
-from models_py.clustering import ClusteringConfig, load_segmenter
+from models_py.clustering import ClusteringConfig
 from models_py.rolling_evaluation import (
     EvaluationInputs,
     evaluate,
     inputs_from_frames,
     refit_specification,
 )
-from orchestration.ml_tables import latest_model_path, write_tables
+from models_py.settings import RANDOM_GROUPS_CONFIDENCE
+from orchestration.ml_tables import ensure_ml_tables, recorded_run, write_tables
 from orchestration.warehouse import connect
 
 EVALUATION_FEATURES = "intermediate.int_customer_features__evaluations"
@@ -56,20 +60,28 @@ def _write(warehouse: Path, **kwargs: Any) -> None:
         con.close()
 
 
-def _current_run(warehouse: Path) -> tuple[str, Any, str, pd.DataFrame]:
-    """The latest clustering run: run_id, as_of, model path and its labels."""
+def _current_run(
+    warehouse: Path,
+) -> tuple[str, Any, ClusteringConfig, dict[str, Any], pd.DataFrame]:
+    """The clustering run whose labels are current: run_id, as_of, its settings, its
+    chosen model and its labels."""
     con = connect(warehouse, read_only=False)
     try:
-        path = latest_model_path(con)
-        labels = con.execute(
-            "select customer_id, cluster_id, cluster_name, is_insider, as_of, run_id "
-            "from ml.customer_segments"
-        ).df()
+        ensure_ml_tables(con)
+        labels = con.execute("select * exclude (model) from ml.customer_segments").df()
+        run = recorded_run(con, str(labels["run_id"].iloc[0])) if not labels.empty else None
     finally:
         con.close()
-    if path is None or labels.empty:
+    if run is None or not run.chosen:
         raise ValueError("no clustering run yet: materialise ml/customer_segments first")
-    return str(labels["run_id"].iloc[0]), labels["as_of"].iloc[0], path, labels
+    return run.run_id, labels["as_of"].iloc[0], _clustering_config(run.config), run.chosen, labels
+
+
+def _clustering_config(recorded: dict[str, Any]) -> ClusteringConfig:
+    """The settings a run recorded (``ClusteringConfig.to_dict``); a setting this version
+    does not know is left out, one it lacks takes the default."""
+    known = {f.name for f in dataclasses.fields(ClusteringConfig)}
+    return ClusteringConfig(**{k: v for k, v in recorded.items() if k in known})
 
 
 # --- the rolling-origin evaluation -------------------------------------------------
@@ -95,18 +107,17 @@ def read_inputs(warehouse: Path) -> EvaluationInputs:
 def run_rolling_evaluation(
     warehouse: Path,
     n_random: int,
-    confidence: float,
-    seed: int,
-    log: logging.Logger | Any,
+    confidence: float = RANDOM_GROUPS_CONFIDENCE,
+    seed: int = 42,
+    log: logging.Logger | Any = logging.getLogger(__name__),  # noqa: B008
 ) -> dict[str, Any]:
     """Read, evaluate every definition at every date, write ``ml``; Dagster metadata."""
-    run_id, as_of, model_path, labels = _current_run(warehouse)
+    run_id, as_of, clustering, chosen, labels = _current_run(warehouse)
     inputs = read_inputs(warehouse)
     customers = _read(
         warehouse, {"customers": "select * from marts.dim_customers order by customer_id"}
     )["customers"]
-    segmenter = load_segmenter(Path(model_path))
-    spec = refit_specification(segmenter.config or ClusteringConfig(), segmenter.chosen)
+    spec = refit_specification(clustering, chosen)
     started = time.perf_counter()
     result = evaluate(
         inputs,

@@ -1,150 +1,216 @@
-"""The clustering step behind the ``customer_segmentation`` asset.
+"""The clustering step behind the ``customer_segmentation`` asset: wiring only.
 
-Reads ``marts.dim_customers`` and the previous run's centroids, fits (or, with
-``refit: false``, reuses the last saved model), saves the model beside the
-warehouse, writes ``ml.*`` in one transaction, and returns the metadata Dagster
-shows: the chosen configuration, scores, cluster sizes and the Insiders' shares.
+Reads ``marts.dim_customers``, the previous run's centroids and, with ``refit: false``,
+the last recorded model (through ``models_py.model_store``, which loads only a checked
+file of the model directory); calls ``models_py.clustering.segment``; saves a new
+model; writes ``ml.*`` in one transaction; keeps the last ``keep_models`` runs' models;
+and returns the metadata Dagster shows. No clustering is computed here.
 """
 
 from __future__ import annotations
 
 import base64
-import io
+import dataclasses
 import logging
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
+import duckdb
 import pandas as pd
+import pydantic
 from dagster import Config, MetadataValue
 
-from models_py.clustering import (
-    ClusteringConfig,
-    fit_segmentation,
-    load_segmenter,
-    save_segmenter,
-    score_with_model,
-)
+from models_py.clustering import ClusteringConfig, Segmentation, embedding_png, segment
+from models_py.model_store import load_model, models_dir, prune_models, save_model, save_plot
 from orchestration.ml_tables import (
     SegmentationWrite,
-    latest_model_path,
+    ensure_ml_tables,
+    latest_model_run,
     read_customers,
     read_previous_centroids,
+    recent_model_names,
     write_segmentation,
 )
 from orchestration.warehouse import connect
 
-_DEFAULTS = ClusteringConfig()
+DEFAULT_KEEP_MODELS = 3
 
 
-class SegmentationConfig(Config):
-    """Run configuration of the clustering (recorded with every run)."""
+def _clustering_fields() -> dict[str, Any]:
+    """Every ClusteringConfig field as a pydantic field (tuples become lists: Dagster's
+    config has lists), with the dataclass's own default."""
+    hints = get_type_hints(ClusteringConfig)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(ClusteringConfig):
+        annotation, default = hints[field.name], field.default
+        if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        if get_origin(annotation) is tuple:
+            annotation, default = list[get_args(annotation)[0]], list(default)
+        fields[field.name] = (annotation, default)
+    return fields
+
+
+# Derived from the dataclass, so a new clustering setting is one edit (in config.py).
+_ClusteringSettings: type[Config] = pydantic.create_model(
+    "ClusteringSettings", __base__=Config, __module__=__name__, **_clustering_fields()
+)
+
+
+class SegmentationConfig(_ClusteringSettings):  # type: ignore[misc, valid-type]
+    """Run configuration of the clustering (recorded with every run): every field of
+    ``models_py.clustering.ClusteringConfig``, plus ``refit`` (false: score with the last
+    recorded model) and ``keep_models`` (the models of the last N recorded runs are
+    kept in ``models/``; older ones and unrecorded ones are removed)."""
 
     refit: bool = True
-    scaler: str = _DEFAULTS.scaler
-    spaces: list[str] = list(_DEFAULTS.spaces)  # noqa: RUF012 (pydantic copies defaults)
-    algorithms: list[str] = list(_DEFAULTS.algorithms)  # noqa: RUF012
-    k_min: int = _DEFAULTS.k_min
-    k_max: int = _DEFAULTS.k_max
-    business_k_min: int = _DEFAULTS.business_k_min
-    business_k_max: int = _DEFAULTS.business_k_max
-    min_cluster_share: float = _DEFAULTS.min_cluster_share
-    sample_size: int = _DEFAULTS.sample_size
-    bootstrap_runs: int = _DEFAULTS.bootstrap_runs
-    seed: int = _DEFAULTS.seed
+    keep_models: int = DEFAULT_KEEP_MODELS
 
     def clustering_config(self) -> ClusteringConfig:
+        """The validated dataclass (raises ``ValueError`` naming a bad setting)."""
         return ClusteringConfig(
-            scaler=self.scaler,
-            spaces=tuple(self.spaces),
-            algorithms=tuple(self.algorithms),
-            k_min=self.k_min,
-            k_max=self.k_max,
-            business_k_min=self.business_k_min,
-            business_k_max=self.business_k_max,
-            min_cluster_share=self.min_cluster_share,
-            sample_size=self.sample_size,
-            bootstrap_runs=self.bootstrap_runs,
-            seed=self.seed,
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(ClusteringConfig)}
         )
 
 
+class NoCustomersError(ValueError):
+    """``marts.dim_customers`` has no customer to cluster; the message says why in one
+    line (the Dagster asset raises it as a ``dagster.Failure`` with that description)."""
+
+
 def run_segmentation(
-    warehouse: Path, config: SegmentationConfig, run_id: str, log: logging.Logger | Any
+    warehouse: Path,
+    config: SegmentationConfig,
+    run_id: str,
+    log: logging.Logger | Any,
+    as_of: date | str | None = None,
+    models: Path | None = None,
 ) -> dict[str, Any]:
-    """Fit or score, write ``ml.*`` atomically, and return Dagster metadata."""
+    """Fit or score, write ``ml.*`` atomically, prune old models; Dagster metadata.
+
+    ``as_of``: the run's setting (empty: the day after the last invoice), used only to
+    say why there is no customer. ``models``: the model directory (default ``models/``
+    beside ``warehouse``; pass the real warehouse's when ``warehouse`` is a work copy).
+    """
+    clustering = config.clustering_config()  # a bad setting fails before any reading
+    if config.keep_models < 1:
+        raise ValueError(f"keep_models must be at least 1, got {config.keep_models}")
+    directory = models or models_dir(warehouse)
     con = connect(warehouse, read_only=False)
     try:
-        customers = read_customers(con)
+        ensure_ml_tables(con)
+        customers = _customers(con, _as_date(as_of))
         previous = read_previous_centroids(con)
-        saved_path = latest_model_path(con)
+        saved_run = None if config.refit else latest_model_run(con)
     finally:
         con.close()
-    if customers.empty:
-        raise ValueError("marts.dim_customers is empty: load data and build dbt first")
-    as_of = pd.Timestamp(customers["as_of"].max()).date()
-    models_dir = warehouse.parent / "models"
 
-    if config.refit or saved_path is None:
-        clustering = config.clustering_config()
-        result = fit_segmentation(customers, clustering, previous_centroids=previous)
-        segmenter = result.segmenter
-        labels, embedding = result.labels, result.embedding
-        candidates, chosen = result.candidates, dict(result.chosen)
-        stability, centroids, profile = result.stability_ari, result.centroids, result.profile
-        timings = result.timings
-        model_path = models_dir / f"{run_id}.joblib"
-        save_segmenter(segmenter, model_path)
-        log.info(f"fitted {chosen} in {timings.get('total', 0):.1f} s; saved to {model_path}")
-    else:
-        if not config.refit:
-            log.info(f"refit: false, scoring with the saved model {saved_path}")
-        segmenter = load_segmenter(Path(saved_path))
-        scored = score_with_model(customers, segmenter)
-        labels, embedding = scored.labels, scored.embedding
-        candidates, chosen, stability = None, dict(segmenter.chosen), None
-        centroids, profile, timings = scored.centroids, scored.profile, scored.timings
-        model_path = Path(saved_path)
-        clustering = segmenter.config or config.clustering_config()
+    saved, model_path, sha256 = None, "", None
+    if saved_run is not None and saved_run.model_path:
+        log.info(f"refit: false, scoring with the model of run {saved_run.run_id}")
+        model_path, sha256 = saved_run.model_path, saved_run.model_sha256
+        saved = load_model(directory, model_path, sha256, saved_run.run_id)
+    elif not config.refit:
+        log.warning("refit: false, but no run has recorded a model yet: fitting one")
+    outcome = segment(customers, clustering, previous_centroids=previous, saved=saved)
+    if outcome.refitted:
+        stored = save_model(outcome.segmenter, directory, run_id)
+        model_path, sha256 = stored.name, stored.sha256
+        log.info(f"fitted {outcome.model_name} in {outcome.timings.get('total', 0):.1f} s")
+    as_of_customers = pd.Timestamp(customers["as_of"].max()).date()
 
-    model_name = f"{chosen['algorithm']} k={chosen['k']} on {chosen['space']}"
     con = connect(warehouse)
     try:
         write_segmentation(
             con,
             SegmentationWrite(
                 run_id=run_id,
-                as_of=as_of,
-                model=model_name,
-                model_path=str(model_path),
-                refit=config.refit,
-                labels=labels,
-                candidates=candidates,
-                embedding=embedding,
-                centroids=centroids,
-                config=clustering.to_dict(),
-                chosen=chosen,
-                stability_ari=stability,
+                as_of=as_of_customers,
+                model=outcome.model_name,
+                model_path=model_path,
+                model_sha256=sha256,
+                refit=outcome.refitted,
+                labels=outcome.labels,
+                candidates=outcome.candidates,
+                embedding=outcome.embedding,
+                centroids=outcome.centroids,
+                config=outcome.config.to_dict(),
+                chosen=outcome.chosen,
+                stability_ari=outcome.stability_ari,
             ),
         )
+        keep = recent_model_names(con, config.keep_models)
     finally:
         con.close()
-    metadata = _metadata(
-        labels, profile, embedding, chosen, stability, timings, model_name, as_of, model_path
+    plot = embedding_png(outcome.embedding, outcome.labels)
+    plot_path = save_plot(directory, model_path, plot)
+    for removed in prune_models(directory, keep):
+        log.info(f"removed {removed} (not among the last {config.keep_models} runs' models)")
+    return _metadata(outcome, as_of_customers, plot, plot_path)
+
+
+def _as_date(value: date | str | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(value) if value.strip() else None
+
+
+def _customers(con: duckdb.DuckDBPyConnection, as_of: date | None) -> pd.DataFrame:
+    """``marts.dim_customers``, or :class:`NoCustomersError` saying why it is empty."""
+    if _exists(con, "marts", "dim_customers"):
+        customers = read_customers(con)
+        if not customers.empty:
+            return customers
+        raise NoCustomersError(_why_no_customers(con, as_of, built=True))
+    raise NoCustomersError(_why_no_customers(con, as_of, built=False))
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            """
+            select count(*) from information_schema.tables
+            where table_catalog = current_database() and table_schema = ? and table_name = ?
+            """,
+            [schema, table],
+        ).fetchone()[0]
     )
-    return metadata
 
 
-def _metadata(
-    labels: pd.DataFrame,
-    profile: pd.DataFrame,
-    embedding: pd.DataFrame,
-    chosen: dict[str, Any],
-    stability: float | None,
-    timings: dict[str, float],
-    model_name: str,
-    as_of: Any,
-    model_path: Path,
-) -> dict[str, Any]:
+def _why_no_customers(con: duckdb.DuckDBPyConnection, as_of: date | None, built: bool) -> str:
+    """One line: nothing loaded, dbt not built, as_of not after the first invoice, or
+    (otherwise) every line excluded; the dates come from the warehouse."""
+    rows, first = 0, None
+    if _exists(con, "raw", "transactions"):
+        rows, first = con.execute(
+            "select count(*), cast(min(InvoiceDate) as date) from raw.transactions"
+        ).fetchone()
+    if not rows:
+        return "no transactions loaded: run `insiders load PATH` first"
+    if not built:
+        return "marts.dim_customers does not exist: build the dbt project first (`insiders build`)"
+    if as_of is not None and as_of < first:
+        return (
+            f"as_of {as_of} is before the first invoice ({first}): "
+            "no customer had bought anything by then"
+        )
+    if as_of is not None and as_of == first:
+        return (
+            f"as_of {as_of} is the day of the first invoice: customer features count only "
+            "the days before it, and no customer had bought anything by then"
+        )
+    return (
+        f"marts.dim_customers is empty although raw.transactions holds {rows} rows: no line "
+        "of an identified customer is kept before as_of"
+        + (f" {as_of}" if as_of else "")
+        + " (check the exclusion rules and var guest_policy, then rebuild dbt)"
+    )
+
+
+def _metadata(outcome: Segmentation, as_of: date, plot: bytes, plot_path: Path) -> dict[str, Any]:
+    """What Dagster shows: the chosen model, its scores, the clusters and the picture."""
+    chosen, profile, labels = outcome.chosen, outcome.profile, outcome.labels
     insiders = profile[profile["is_insider"]].iloc[0]
     table = profile[
         [
@@ -158,18 +224,16 @@ def _metadata(
             "mean_monetary",
         ]
     ]
-    plot = _embedding_plot(embedding, labels)
-    plot_path = model_path.with_suffix(".png")
-    plot_path.write_bytes(plot)
     metadata: dict[str, Any] = {
         "as_of": str(as_of),
-        "model": model_name,
+        "model": outcome.model_name,
+        "refit": outcome.refitted,
         "space": chosen.get("space"),
         "algorithm": chosen.get("algorithm"),
         "k": int(chosen.get("k", 0)),
         "silhouette": _float(chosen.get("silhouette")),
         "silhouette_features": _float(chosen.get("silhouette_features")),
-        "stability_ari": _float(stability),
+        "stability_ari": _float(outcome.stability_ari),
         "customers": len(labels),
         "insiders": int(labels["is_insider"].sum()),
         "insiders_share_of_customers": float(insiders["share_of_customers"]),
@@ -179,31 +243,10 @@ def _metadata(
             f"![embedding](data:image/png;base64,{base64.b64encode(plot).decode()})"
         ),
         "embedding_plot_path": MetadataValue.path(str(plot_path)),
-        "seconds": MetadataValue.json({k: round(v, 2) for k, v in timings.items()}),
+        "seconds": MetadataValue.json({k: round(v, 2) for k, v in outcome.timings.items()}),
     }
     return {k: v for k, v in metadata.items() if v is not None}
 
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _embedding_plot(embedding: pd.DataFrame, labels: pd.DataFrame) -> bytes:
-    """A PNG scatter of the 2-D embedding coloured by cluster."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    data = embedding.merge(labels, on="customer_id")
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
-    for (cluster_id, name), group in data.groupby(["cluster_id", "cluster_name"]):
-        ax.scatter(group["x"], group["y"], s=4, alpha=0.6, label=f"{cluster_id}: {name}")
-    ax.set_title("Customers by cluster")
-    ax.legend(markerscale=3, fontsize=7, loc="best")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()

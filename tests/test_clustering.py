@@ -12,7 +12,6 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,16 +24,15 @@ from models_py.clustering import (
     fit_segmentation,
     insider_cluster,
     label_with_model,
-    load_segmenter,
     match_cluster_ids,
     name_clusters,
-    save_segmenter,
     score_with_model,
     silhouette_from_distances,
 )
 from models_py.clustering.naming import INSIDER_MEAN_FLOOR, value_order
 from models_py.clustering.preprocess import signed_log1p
 from models_py.clustering.selection import mark_choice
+from models_py.model_store import ModelStoreError, load_model, save_model
 
 # name: frequency, monetary, recency_days, tenure_days, avg_basket_size,
 #       distinct_products, return_rate
@@ -322,8 +320,8 @@ def test_match_cluster_ids_pairs_nearest_and_numbers_new_clusters():
 
 
 def test_saved_model_labels_like_the_fit(customers, fitted, tmp_path: Path):
-    path = save_segmenter(fitted.segmenter, tmp_path / "models" / "segmenter.joblib")
-    loaded = load_segmenter(path)
+    stored = save_model(fitted.segmenter, tmp_path / "models", "segmenter")
+    loaded = load_model(tmp_path / "models", stored.name, stored.sha256, "segmenter")
     relabelled = label_with_model(customers, loaded)
     pd.testing.assert_frame_equal(relabelled, fitted.labels)
     # Row order of the input does not matter, and a subset can be scored alone.
@@ -343,10 +341,8 @@ def test_scoring_with_a_saved_model_reproduces_the_fit_tables(customers, fitted)
 
 
 def test_load_refuses_other_objects(tmp_path: Path):
-    path = tmp_path / "not_a_model.joblib"
-    joblib.dump({"a": 1}, path)
-    with pytest.raises(ValueError, match="does not hold a Segmenter"):
-        load_segmenter(path)
+    with pytest.raises(ModelStoreError, match="only a Segmenter is saved"):
+        save_model({"a": 1}, tmp_path, "not_a_model")  # type: ignore[arg-type]
 
 
 def test_same_input_and_seed_give_identical_results(customers, fitted):
@@ -476,7 +472,7 @@ def test_umap_and_tree_spaces(tmp_path: Path):
     for space in ("umap", "tree"):
         best = fit_segmentation(small, ClusteringConfig(spaces=(space,), k_max=8, bootstrap_runs=1))
         assert best.chosen["space"] == space
-        path = save_segmenter(best.segmenter, tmp_path / f"{space}.joblib")
-        loaded = load_segmenter(path)
+        stored = save_model(best.segmenter, tmp_path, space)
+        loaded = load_model(tmp_path, stored.name, stored.sha256, space)
         pd.testing.assert_frame_equal(label_with_model(small, loaded), best.labels)
         assert len(label_with_model(small.iloc[:50], loaded)) == 50

@@ -6,6 +6,9 @@ its stability, then label EVERY customer with the chosen model in bounded-memory
 batches, give the clusters stable ids and readable names, and return everything a
 caller needs to store and explain the run. :func:`label_with_model` is the cheap
 daily job: place customers in the clusters of a saved model, no refit.
+:func:`segment` is the one entry point of the clustering step: it fits, or scores with
+a saved model when one is given, and returns the same record either way. Saving and
+loading models is ``models_py.model_store``'s (checked names and checksums).
 
 Determinism: the input is put in ``customer_id`` order before anything else, and
 every random step is seeded from ``config.seed``, so the same customers and seed
@@ -16,10 +19,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
@@ -237,17 +238,68 @@ def score_with_model(customers: pd.DataFrame, segmenter: Segmenter) -> ScoringRe
     return ScoringResult(labels, embedding, profile, centroids, timings)
 
 
-def save_segmenter(segmenter: Segmenter, path: str | Path) -> Path:
-    """Write the Segmenter with joblib (parent folders are created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(segmenter, path)
-    return path
+@dataclass
+class Segmentation:
+    """One clustering step's outputs, fitted or scored with a saved model alike.
+
+    ``candidates`` and ``stability_ari`` are None when a saved model was reused (no
+    sweep ran); ``profile`` is the run's own per-cluster summary for its log and
+    metadata (the published profile is dbt's ``insiders.cluster_profile``).
+    """
+
+    labels: pd.DataFrame
+    embedding: pd.DataFrame
+    profile: pd.DataFrame
+    centroids: pd.DataFrame
+    chosen: dict[str, Any]
+    config: ClusteringConfig
+    segmenter: Segmenter
+    timings: dict[str, float]
+    refitted: bool
+    candidates: pd.DataFrame | None = None
+    stability_ari: float | None = None
+
+    @property
+    def model_name(self) -> str:
+        """What the runs table calls the model: ``kmeans k=5 on pca``."""
+        return f"{self.chosen['algorithm']} k={self.chosen['k']} on {self.chosen['space']}"
 
 
-def load_segmenter(path: str | Path) -> Segmenter:
-    """Read a Segmenter written by :func:`save_segmenter`; refuses other objects."""
-    obj = joblib.load(Path(path))
-    if not isinstance(obj, Segmenter):
-        raise ValueError(f"{path} does not hold a Segmenter but a {type(obj).__name__}")
-    return obj
+def segment(
+    customers: pd.DataFrame,
+    config: ClusteringConfig,
+    previous_centroids: pd.DataFrame | None = None,
+    saved: Segmenter | None = None,
+) -> Segmentation:
+    """Fit the segmentation (``saved`` None), or label with the saved model, no refit.
+
+    A reused model keeps its own configuration, chosen candidate, cluster ids and
+    names: its configuration is the one returned (``config`` only if it records none).
+    """
+    if saved is None:
+        fitted = fit_segmentation(customers, config, previous_centroids=previous_centroids)
+        return Segmentation(
+            labels=fitted.labels,
+            embedding=fitted.embedding,
+            profile=fitted.profile,
+            centroids=fitted.centroids,
+            chosen=dict(fitted.chosen),
+            config=fitted.config,
+            segmenter=fitted.segmenter,
+            timings=fitted.timings,
+            refitted=True,
+            candidates=fitted.candidates,
+            stability_ari=fitted.stability_ari,
+        )
+    scored = score_with_model(customers, saved)
+    return Segmentation(
+        labels=scored.labels,
+        embedding=scored.embedding,
+        profile=scored.profile,
+        centroids=scored.centroids,
+        chosen=dict(saved.chosen),
+        config=saved.config or config,
+        segmenter=saved,
+        timings=scored.timings,
+        refitted=False,
+    )
