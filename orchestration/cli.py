@@ -4,12 +4,25 @@ the whole graph, serve the dashboard."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestration.warehouse import SOURCE_ENV, WAREHOUSE_ENV, load_files, resolve_warehouse
+from orchestration.warehouse import (
+    SOURCE_ENV,
+    WAREHOUSE_ENV,
+    WarehouseError,
+    check_warehouse,
+    load_files,
+    resolve_warehouse,
+)
+
+if TYPE_CHECKING:
+    from dagster import AssetKey
 
 
 def _as_of(value: str) -> date:
@@ -41,13 +54,26 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    writer = argparse.ArgumentParser(add_help=False)
+    writer.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="if another run or load is writing the warehouse, exit at once naming it "
+        "(default: wait for it to finish)",
+    )
 
     load = sub.add_parser(
-        "load", parents=[common], help="load transaction files or directories into raw"
+        "load", parents=[common, writer], help="load transaction files or directories into raw"
     )
     load.add_argument("paths", nargs="+", metavar="PATH")
 
-    build = sub.add_parser("build", parents=[common], help="dbt build: models, seeds and tests")
+    build = sub.add_parser(
+        "build",
+        parents=[common, writer],
+        help="dbt build (models, seeds, tests) through the Dagster job, without the "
+        "Python steps: their labels must still match the customers",
+    )
     build.add_argument("--as-of", type=_as_of, help="compute customer features as of this date")
     build.add_argument("--select", help="dbt node selection, passed through (e.g. +dim_customers)")
 
@@ -62,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     run = sub.add_parser(
-        "run", parents=[common], help="the main job: load the source, then build everything"
+        "run", parents=[common, writer], help="the main job: load the source, then build everything"
     )
     run.add_argument("--source", type=Path, help="file or directory of transaction files")
     run.add_argument("--as-of", type=_as_of)
@@ -93,10 +119,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(warehouse: Path, paths: list[str]) -> int:
-    report = load_files(warehouse, paths)
+def _load(warehouse: Path, paths: list[str], wait: bool = True) -> int:
+    """Load, then print one line per file (loaded, skipped with why, failed with why)
+    and the counts; rc 1 if a file failed, 2 if the warehouse is no warehouse, 3 if
+    another writer holds it and ``wait`` is off.
+
+    Like a run, a load holds the warehouse lock and writes a work copy that replaces
+    the warehouse when it is done (``orchestration.run_control``): a reader holding the
+    file does not make it fail, and a killed load changes nothing."""
+    from orchestration import run_control
+    from orchestration.warehouse import DUCKDB_CONFIG, check_warehouse, connect
+
+    try:
+        check_warehouse(warehouse)
+        with run_control.writing(
+            warehouse,
+            "insiders load",
+            checkpoint=lambda path: connect(path).close(),
+            wait=wait,
+            config=DUCKDB_CONFIG,
+            notify=lambda line: print(line, file=sys.stderr, flush=True),
+        ) as work:
+            report = load_files(work, paths)
+    except WarehouseError as exc:
+        print(f"insiders: error: {exc}", file=sys.stderr)
+        return 2
+    except run_control.WarehouseBusy as exc:
+        print(f"insiders: error: {exc}", file=sys.stderr)
+        return 3
+    note = report.synthetic_note()
+    if note:
+        print(note)
     for raw_file in report.loaded:
-        print(f"loaded  {raw_file.path} ({raw_file.layout}, {raw_file.encoding})")
+        synthetic = ", SYNTHETIC demo data" if raw_file.synthetic else ""
+        print(f"loaded  {raw_file.path} ({raw_file.layout}, {raw_file.encoding}{synthetic})")
     for path, why in report.skipped:
         print(f"skipped {path}: {why}")
     for error in report.failed:
@@ -105,11 +161,22 @@ def _load(warehouse: Path, paths: list[str]) -> int:
     return 1 if report.failed else 0
 
 
-def _build(warehouse: Path, as_of: date | None, select: str | None = None) -> int:
-    from orchestration.dbt_runner import dbt_vars, run_dbt
+def _build(
+    warehouse: Path, as_of: date | None, select: str | None = None, wait: bool = True
+) -> int:
+    """``dbt build`` of the project (or of ``--select``), run by Dagster like every run:
+    the same dbt step, lock and all-or-nothing publication as ``insiders run``."""
+    from dagster_dbt import build_dbt_asset_selection
 
-    extra = ["--select", select] if select else []
-    return 0 if run_dbt("build", warehouse, dbt_vars(as_of), extra) else 1
+    from orchestration.definitions import build_definitions, insiders_dbt_assets
+
+    defs = build_definitions(str(warehouse))
+    selection = build_dbt_asset_selection([insiders_dbt_assets], dbt_select=select or "fqn:*")
+    keys = sorted(selection.resolve(defs.resolve_asset_graph()))
+    if not keys:
+        print(f"insiders: error: --select {select!r} selects no dbt model", file=sys.stderr)
+        return 2
+    return run_job(warehouse, None, as_of, asset_selection=keys, wait=wait)
 
 
 def _demo(directory: Path, customers: int, seed: int, layout: str) -> int:
@@ -124,55 +191,96 @@ def _demo(directory: Path, customers: int, seed: int, layout: str) -> int:
 
 
 def _run(
-    warehouse: Path, source: Path | None, as_of: date | None, definition: str | None = None
+    warehouse: Path,
+    source: Path | None,
+    as_of: date | None,
+    definition: str | None = None,
+    wait: bool = True,
 ) -> int:
-    """The main job, executed by Dagster: the same graph `dagster dev` shows."""
+    """The main job, executed by Dagster: the same graph `dagster dev` shows.
+
+    With no data anywhere (no ``--source``, no ``$INSIDERS_SOURCE``, nothing loaded),
+    it runs on synthetic demo data, in a warehouse of its own (``demo/`` beside the
+    real one), so demo rows can never mix with the store's.
+    """
+    if source is None and not os.environ.get(SOURCE_ENV) and _nothing_loaded(warehouse):
+        demo_warehouse = warehouse.parent / "demo" / warehouse.name
+        source = demo_warehouse.parent / "demo-data"
+        print(
+            "#" * 72
+            + "\n# No data loaded yet and no --source given: using SYNTHETIC demo data"
+            + f"\n# written to {source}, in a separate warehouse {demo_warehouse}."
+            + "\n# Figures below are NOT real. Load your own: insiders run --source PATH"
+            + f"\n# Dashboard of the demo: insiders dashboard --warehouse {demo_warehouse}\n"
+            + "#" * 72
+        )
+        _demo(source, customers=1000, seed=42, layout="kaggle")
+        warehouse = demo_warehouse
+    return run_job(warehouse, source, as_of, definition, wait=wait)
+
+
+def _nothing_loaded(warehouse: Path) -> bool:
     from orchestration.warehouse import connect
 
-    if source is None and not os.environ.get(SOURCE_ENV):
-        con = connect(warehouse)
-        try:
-            files = con.execute("select count(*) from raw.loaded_files").fetchone()[0]
-        finally:
-            con.close()
-        if files == 0:
-            source = warehouse.parent / "demo-data"
-            print(
-                "#" * 72
-                + "\n# No data loaded yet and no --source given: using SYNTHETIC demo data"
-                + f"\n# written to {source}. Figures below are NOT real."
-                + "\n# Load your own: insiders run --source PATH\n"
-                + "#" * 72
-            )
-            _demo(source, customers=1000, seed=42, layout="kaggle")
-    return run_job(warehouse, source, as_of, definition)
+    if not warehouse.exists() or warehouse.stat().st_size == 0:
+        return True
+    con = connect(warehouse, read_only=True)
+    try:
+        return con.execute("select count(*) from raw.loaded_files").fetchone()[0] == 0
+    finally:
+        con.close()
 
 
 def run_job(
-    warehouse: Path, source: Path | None, as_of: date | None, definition: str | None = None
+    warehouse: Path,
+    source: Path | None,
+    as_of: date | None,
+    definition: str | None = None,
+    asset_selection: Sequence[AssetKey] | None = None,
+    wait: bool = True,
 ) -> int:
-    """Execute the Dagster job in this process; print what it materialised."""
+    """Execute the Dagster job (or the selected assets of it) in this process; print
+    what it materialised."""
+    from orchestration import run_control
+
+    if not wait:  # one line at once, before Dagster starts and logs the same as an error
+        try:
+            probe = run_control.WarehouseLock(warehouse, "a probe")
+            probe.acquire(wait=False)
+            probe.release()
+        except run_control.WarehouseBusy as exc:
+            print(f"insiders: error: {exc}", file=sys.stderr)
+            return 3
     os.environ[WAREHOUSE_ENV] = str(warehouse)
-    from dagster import DagsterInstance
+    from dagster import AssetKey, DagsterInstance
 
     from orchestration.definitions import JOB_NAME, build_definitions
 
     job = build_definitions(str(warehouse)).resolve_job_def(JOB_NAME)
-    run_config = {
-        "ops": {"raw_transactions": {"config": {"source": str(source) if source else ""}}},
+    run_config: dict = {
         "resources": {
             "settings": {
                 "config": {
                     "as_of": as_of.isoformat() if as_of else "",
                     "insiders_definition": definition or "",
                 }
-            }
+            },
+            "warehouse": {"config": {"path": str(warehouse), "wait": wait}},
         },
     }
+    if asset_selection is None or AssetKey(["raw", "transactions"]) in asset_selection:
+        run_config["ops"] = {
+            "raw_transactions": {"config": {"source": str(source) if source else ""}}
+        }
     instance = (
         DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     )
-    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    result = job.execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        raise_on_error=False,
+        asset_selection=list(asset_selection) if asset_selection is not None else None,
+    )
     materialized = [
         e.asset_key.to_user_string()
         for e in result.get_asset_materialization_events()
@@ -185,11 +293,43 @@ def run_job(
             _print_answer(warehouse)
             print(f"report: {meta['html'].value}")
     if not result.success:
-        for event in result.all_events:
-            if event.is_failure:
-                print(f"insiders: error: {event.message}", file=sys.stderr)
+        for line in _failures(result.all_events):
+            print(f"insiders: error: {line}", file=sys.stderr)
         return 1
     return 0
+
+
+def _failures(events: Sequence) -> list[str]:
+    """One line per failed step: the step's own one-line description (a Dagster
+    ``Failure``), else the innermost error's message, not Dagster's wrapper."""
+    lines = []
+    for event in events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        user = data.user_failure_data if data is not None else None
+        if user is not None and user.description:
+            text = user.description
+        elif data is not None and data.error is not None:
+            error = data.error
+            while error.cause is not None:
+                error = error.cause
+            text = error.message.strip()
+        else:
+            text = event.message or "failed"
+        lines.append(f"{event.step_key}: {text.splitlines()[0] if text else 'failed'}")
+    if not lines:  # failed before any step: a resource could not start (a busy warehouse)
+        for event in events:
+            error = getattr(event.event_specific_data, "error", None)
+            while error is not None and error.cause is not None:
+                error = error.cause
+            if error is not None and error.message.strip():
+                lines.append(error.message.strip().splitlines()[0])
+    return (
+        lines[:1]
+        if lines and not any(e.is_step_failure for e in events)
+        else lines or ["the run failed (see the log above)"]
+    )
 
 
 def _print_answer(warehouse: Path) -> None:
@@ -221,6 +361,26 @@ def _print_answer(warehouse: Path) -> None:
     )
 
 
+def exposure_warning(address: str, port: int) -> str | None:
+    """The loud line for a dashboard listening beyond this machine, or None on loopback.
+
+    The dashboard has no authentication: on any other address (``0.0.0.0``, a LAN
+    address, a host name) whoever can reach the port reads the customer answers.
+    """
+    host = address.strip().strip("[]")
+    if host.lower() == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name other than localhost, or an empty address (every interface)
+    return (
+        f"insiders: WARNING: no authentication: anyone who can reach {address}:{port} sees "
+        "the customer answers; put it behind a reverse proxy with authentication, see README"
+    )
+
+
 def _dashboard(warehouse: Path, port: int, address: str, snapshot: Path | None) -> int:
     """Replace this process with ``streamlit run`` on the dashboard (one process to stop).
 
@@ -233,6 +393,9 @@ def _dashboard(warehouse: Path, port: int, address: str, snapshot: Path | None) 
     path = snapshot or snapshot_path(warehouse)
     os.environ[SNAPSHOT_ENV] = str(path.expanduser().resolve())
     app = Path(dashboard.__file__).resolve().parent / "app.py"
+    warning = exposure_warning(address, port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     print(f"dashboard on http://{address}:{port} reading {os.environ[SNAPSHOT_ENV]}", flush=True)
     command = [
         sys.executable,
@@ -256,21 +419,30 @@ def _dashboard(warehouse: Path, port: int, address: str, snapshot: Path | None) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``insiders`` command. rc 2 for a bad argument or warehouse, in one line."""
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not UTF-8, or a terminal that is not, must not turn one
+        # line of output into a UnicodeEncodeError traceback.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     try:
         warehouse = resolve_warehouse(getattr(args, "warehouse", None))
+        if args.command in ("load", "build", "run"):
+            check_warehouse(warehouse)
     except ValueError as exc:
         print(f"insiders: error: {exc}", file=sys.stderr)
         return 2
     if args.command == "load":
-        return _load(warehouse, args.paths)
+        return _load(warehouse, args.paths, args.wait)
     if args.command == "build":
-        return _build(warehouse, args.as_of, args.select)
+        return _build(warehouse, args.as_of, args.select, args.wait)
     if args.command == "demo-data":
         return _demo(args.directory, args.customers, args.seed, args.layout)
     if args.command == "dashboard":
         return _dashboard(warehouse, args.port, args.address, args.snapshot)
-    return _run(warehouse, args.source, args.as_of, args.definition)
+    return _run(warehouse, args.source, args.as_of, args.definition, args.wait)
 
 
 if __name__ == "__main__":

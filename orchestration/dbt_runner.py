@@ -1,8 +1,10 @@
-"""Run the dbt project against the warehouse, the same way an analyst would.
+"""Where the dbt project is, and dbt in-process for tests and tools.
 
-The CLI runs dbt in-process (``dbtRunner``), pointing it at ``dbt_project/`` and
-``profiles/`` and at the warehouse through ``INSIDERS_WAREHOUSE``, which the
-profile reads. An analyst gets the same result with
+Runs go through Dagster (``insiders run`` and ``insiders build`` execute the job, whose
+dbt steps call the dbt CLI); :func:`run_dbt` invokes dbt in this process
+(``dbtRunner``) for tests and for docs, pointing it at ``dbt_project/`` and
+``profiles/`` and at a warehouse through ``INSIDERS_WAREHOUSE``, which the profile
+reads. An analyst gets the same result with
 ``dbt build --project-dir dbt_project --profiles-dir profiles``.
 """
 
@@ -19,6 +21,12 @@ from orchestration.warehouse import WAREHOUSE_ENV
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DBT_PROFILES_DIR = REPO_ROOT / "profiles"
+
+
+def dbt_target_path(warehouse: Path) -> Path:
+    """dbt's target folder (artifacts, partial parse, logs) of runs on ``warehouse``:
+    one per warehouse, beside it, reused by every invocation."""
+    return warehouse.parent / ".dbt" / "target"
 
 
 def dbt_vars(
@@ -38,6 +46,10 @@ def dbt_args(command: str, variables: dict[str, object], extra: Sequence[str] = 
         str(DBT_PROJECT_DIR),
         "--profiles-dir",
         str(DBT_PROFILES_DIR),
+        # dbt writes logs/ into the working directory by default: keep them with the
+        # rest of its artifacts (ignored by git), not in the source tree.
+        "--log-path",
+        str(DBT_PROJECT_DIR / "target" / "logs"),
     ]
     if variables:
         args += ["--vars", json.dumps(variables)]
@@ -53,6 +65,14 @@ def run_dbt(
     """Invoke dbt in this process; True when every node and test passed."""
     from dbt.cli.main import dbtRunner
 
+    from orchestration.ml_tables import ensure_ml_tables
+    from orchestration.warehouse import connect
+
+    con = connect(warehouse)  # the raw and ml source tables exist before dbt reads them
+    try:
+        ensure_ml_tables(con)
+    finally:
+        con.close()
     previous = os.environ.get(WAREHOUSE_ENV)
     os.environ[WAREHOUSE_ENV] = str(warehouse)
     try:

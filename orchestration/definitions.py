@@ -43,13 +43,20 @@ from dagster_dbt import (
     get_asset_key_for_model,
 )
 
+from models_py.model_store import ModelStoreError, models_dir
 from models_py.report import REPORT_TABLES
+from models_py.settings import RANDOM_GROUPS_CONFIDENCE
 from orchestration.bi_snapshot import SNAPSHOT_TABLES, publish_snapshot
-from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR
+from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR, dbt_target_path
 from orchestration.insiders_steps import run_rolling_evaluation
 from orchestration.report_asset import write_report
 from orchestration.resources import BiSnapshotResource, BuildSettings, WarehouseResource
-from orchestration.segmentation_asset import SegmentationConfig, run_segmentation
+from orchestration.run_control import fail_dead_runs
+from orchestration.segmentation_asset import (
+    NoCustomersError,
+    SegmentationConfig,
+    run_segmentation,
+)
 from orchestration.warehouse import SOURCE_ENV, WAREHOUSE_ENV, discover_files, load_files
 
 JOB_NAME = "insiders_job"
@@ -106,9 +113,14 @@ def raw_transactions(
     source = config.source or os.environ.get(SOURCE_ENV, "")
     if not source:
         context.log.warning(f"no source (op config 'source' or ${SOURCE_ENV}): nothing to load")
-    report = load_files(Path(warehouse.path), [source] if source else [])
+    report = load_files(warehouse.file, [source] if source else [])
     for error in report.failed:
         context.log.error(str(error))
+    note = report.synthetic_note()
+    if note:
+        context.log.warning(note)
+    for path, why in report.skipped:
+        context.log.info(f"skipped {path}: {why}")
     context.log.info(report.summary())
     if report.failed:
         raise Failure(
@@ -149,13 +161,17 @@ def insiders_dbt_assets(
     # Dagster may run a dbt step (seeds) before the loader: make sure the file, its
     # folder and the Python-owned source tables exist before dbt opens it.
     warehouse.connect().close()
-    os.environ[WAREHOUSE_ENV] = warehouse.path  # the dbt profile reads it
+    os.environ[WAREHOUSE_ENV] = str(warehouse.file)  # the dbt profile reads it
     os.environ["DBT_INDIRECT_SELECTION"] = "buildable"
     args = ["build"]
     dbt_vars = settings.dbt_vars()
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]
-    yield from dbt.cli(args, context=context).stream()
+    # One target folder per warehouse, reused by every invocation (Dagster's default
+    # is a new folder per invocation: 15 MB a run, never removed), beside the
+    # warehouse rather than in the source tree; dbt's logs go there too.
+    target = dbt_target_path(Path(warehouse.path))
+    yield from dbt.cli(args, context=context, target_path=target).stream()
 
 
 DIM_CUSTOMERS = get_asset_key_for_model([insiders_dbt_assets], "dim_customers")
@@ -177,12 +193,24 @@ ML_TABLES = {
     ],
 )
 def customer_segmentation(
-    context: AssetExecutionContext, config: SegmentationConfig, warehouse: WarehouseResource
+    context: AssetExecutionContext,
+    config: SegmentationConfig,
+    warehouse: WarehouseResource,
+    settings: BuildSettings,
 ):
     """Cluster the customers of ``marts.dim_customers`` and write the labels to ``ml``."""
-    metadata = run_segmentation(
-        warehouse=Path(warehouse.path), config=config, run_id=context.run.run_id, log=context.log
-    )
+    try:
+        metadata = run_segmentation(
+            warehouse=warehouse.file,
+            config=config,
+            run_id=context.run.run_id,
+            log=context.log,
+            as_of=settings.dbt_vars().get("as_of"),
+            # The real warehouse's folder: during a run, warehouse.file is a work copy.
+            models=models_dir(Path(warehouse.path)),
+        )
+    except (NoCustomersError, ModelStoreError) as error:
+        raise Failure(description=str(error)) from None
     for table in ML_TABLES:
         yield MaterializeResult(asset_key=AssetKey(["ml", table]), metadata=metadata)
 
@@ -219,7 +247,7 @@ class AnalyticsConfig(Config):
     draws reported, and the seed of every draw and fit."""
 
     random_groups: int = 1000
-    confidence: float = 0.9
+    confidence: float = RANDOM_GROUPS_CONFIDENCE
     seed: int = 42
 
 
@@ -251,7 +279,7 @@ def insiders_analytics(
     dbt then chooses the definition (``insiders.definition_choice``) and builds the marts.
     """
     metadata = run_rolling_evaluation(
-        Path(warehouse.path), config.random_groups, config.confidence, config.seed, context.log
+        warehouse.file, config.random_groups, config.confidence, config.seed, context.log
     )
     for key in ("shares_of_horizon_revenue", "current_forecasts"):
         if key in metadata:
@@ -280,7 +308,7 @@ def insiders_analytics(
 )
 def insiders_report(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Write the report and show it in the asset's metadata."""
-    paths, report = write_report(Path(warehouse.path))
+    paths, report = write_report(warehouse.file, Path(warehouse.path).parent / "reports")
     context.log.info(f"report written to {paths['html']}")
     yield MaterializeResult(
         asset_key=AssetKey(["insiders", "report"]),
@@ -328,7 +356,7 @@ def bi_snapshot(
 ):
     """Publish the snapshot of this run (only reached when everything upstream succeeded)."""
     published = publish_snapshot(
-        Path(warehouse.path), bi.resolve(Path(warehouse.path)), context.run.run_id
+        warehouse.file, bi.resolve(Path(warehouse.path)), context.run.run_id
     )
     context.log.info(f"BI snapshot {published.snapshot_id} published to {published.path}")
     yield MaterializeResult(
@@ -387,6 +415,19 @@ def new_transaction_files(context: SensorEvaluationContext):
     return RunRequest(run_key=fingerprint)
 
 
+@sensor(
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Mark failed the runs whose process died (kill -9, a lost machine): "
+    "they stay STARTED in Dagster's storage and would hold the one-run queue for ever.",
+)
+def dead_runs(context: SensorEvaluationContext):
+    failed = fail_dead_runs(context.instance)
+    return SkipReason(
+        f"marked failed: {', '.join(failed)}" if failed else "no dead run (nothing to do)"
+    )
+
+
 def build_definitions(warehouse: str | None = None) -> Definitions:
     """The one Definitions object; ``warehouse`` overrides $INSIDERS_WAREHOUSE."""
     from orchestration.warehouse import resolve_warehouse
@@ -402,7 +443,7 @@ def build_definitions(warehouse: str | None = None) -> Definitions:
         ],
         jobs=[insiders_job],
         schedules=[monthly_refresh],
-        sensors=[new_transaction_files],
+        sensors=[new_transaction_files, dead_runs],
         resources={
             "dbt": DbtCliResource(project_dir=insiders_dbt_project, dbt_executable=DBT_EXECUTABLE),
             "warehouse": WarehouseResource(path=str(resolve_warehouse(warehouse))),

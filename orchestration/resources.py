@@ -6,19 +6,103 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
 
+from orchestration import run_control
 from orchestration.bi_snapshot import resolve_bi_dir
-from orchestration.warehouse import connect
+from orchestration.ml_tables import ensure_ml_tables
+from orchestration.warehouse import DUCKDB_CONFIG, check_warehouse, connect
 
 
 class WarehouseResource(ConfigurableResource):
-    """The DuckDB warehouse file. Steps open it briefly: one writer process at a time."""
+    """The DuckDB warehouse of a run: one run at a time, landing whole or not at all.
+
+    ``path`` is the warehouse file. During a run, the steps write a work copy of it
+    (``file``) while the run holds the warehouse lock; when every step succeeded the
+    copy replaces the warehouse in one rename, otherwise the warehouse stays as the
+    last complete run left it (see ``orchestration.run_control``). ``wait``: a run
+    that finds the warehouse busy waits for it (False: fails at once, naming the
+    holder). Steps open the file briefly: DuckDB allows one writer process.
+    """
 
     path: str
+    wait: bool = True
+
+    _work: Path | None = PrivateAttr(default=None)
+    _lock: run_control.WarehouseLock | None = PrivateAttr(default=None)
+    _run_lock: run_control.RunLock | None = PrivateAttr(default=None)
+
+    @property
+    def file(self) -> Path:
+        """The database file steps read and write: the run's work copy during a run."""
+        return self._work or Path(self.path)
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        return connect(Path(self.path), read_only=read_only)
+        """Open the run's file; a writer also makes sure the ``ml`` tables exist, so the
+        dbt sources over them resolve before the first clustering."""
+        con = connect(self.file, read_only=read_only)
+        if not read_only:
+            ensure_ml_tables(con)
+        return con
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        run_id, instance = _run_id(context), context.instance
+        if not run_id:  # built outside a run (a test, a script): use the file itself
+            return
+        warehouse = Path(self.path)
+        check_warehouse(warehouse)  # one line for a path that is no DuckDB database
+        self._run_lock = run_control.RunLock(warehouse, run_id)
+        self._run_lock.acquire()
+        if instance is not None:
+            instance.add_run_tags(run_id, {run_control.RUN_LOCK_TAG: str(self._run_lock.path)})
+            for dead in run_control.fail_dead_runs(instance, exclude=run_id):
+                _log(context, f"run {dead} had no process any more: marked failed")
+        lock = run_control.WarehouseLock(warehouse, f"Dagster run {run_id}")
+        try:
+            lock.acquire(wait=self.wait, notify=lambda line: _log(context, line))
+        except BaseException:
+            self._run_lock.release()
+            raise
+        self._lock = lock
+        self._work = run_control.start_work(warehouse)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        warehouse, work, run_id = Path(self.path), self._work, _run_id(context)
+        try:
+            if work is not None and context.instance is not None and run_id:
+                if run_control.run_succeeded_so_far(context.instance, run_id):
+                    run_control.promote(warehouse, work, _checkpoint, DUCKDB_CONFIG)
+                else:
+                    kept = run_control.discard(warehouse, work, run_id)
+                    _log(
+                        context,
+                        f"the run failed: {warehouse} is left as the last complete run "
+                        f"made it" + (f"; this run's copy is kept in {kept}" if kept else ""),
+                    )
+        finally:
+            self._work = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            if self._run_lock is not None:
+                self._run_lock.release()
+                self._run_lock = None
+
+
+def _run_id(context: InitResourceContext) -> str | None:
+    """The run being set up, or None when the resource is built outside a run."""
+    run = getattr(context, "run", None)
+    return run.run_id if run is not None else None
+
+
+def _checkpoint(path: Path) -> None:
+    connect(path).close()  # DuckDB checkpoints a file when its last connection closes
+
+
+def _log(context: InitResourceContext, line: str) -> None:
+    if context.log is not None:
+        context.log.warning(line)
 
 
 class BuildSettings(ConfigurableResource):
