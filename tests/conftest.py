@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ import duckdb
 import pytest
 
 from orchestration.dbt_runner import run_dbt
-from orchestration.warehouse import load_files
+from orchestration.warehouse import DUCKDB_CONFIG, load_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_BY_DAY = REPO_ROOT.parent / "shared" / "data" / "online-retail" / "by-day"
@@ -18,22 +21,66 @@ SHARED_BY_DAY = REPO_ROOT.parent / "shared" / "data" / "online-retail" / "by-day
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 
 
-def query(warehouse: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+# pytest sets this one itself around every phase of a test: not ours to restore.
+_PYTEST_OWN = "PYTEST_CURRENT_TEST"
+
+
+@contextmanager
+def environ_restored() -> Iterator[None]:
+    """Put ``os.environ`` back as it was on the way in, whatever happened inside.
+
+    Production code sets variables as a side effect (the dbt step of the Dagster job
+    points ``$INSIDERS_WAREHOUSE`` at its warehouse and sets
+    ``DBT_INDIRECT_SELECTION``; ``insiders run`` and ``insiders dashboard`` set theirs):
+    without this, a test (or a session fixture) that runs them changes what every later
+    test sees.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved) - {_PYTEST_OWN}:
+            del os.environ[key]
+        for key, value in saved.items():
+            if key != _PYTEST_OWN and os.environ.get(key) != value:
+                os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    """No test leaks environment variables into the next one (tests set theirs with
+    ``monkeypatch.setenv``; this also undoes what the code under test set)."""
+    with environ_restored():
+        yield
+
+
+def query(
+    warehouse: Path, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
     """Run one query against a warehouse file and close it again.
 
-    Opened with DuckDB's default configuration: dbt runs in this same process and
-    keeps its connection open, and one process may only share a database file
-    between connections of the same configuration.
+    Opened with the project's DUCKDB_CONFIG, as dbt's profile does: dbt runs in this
+    same process and keeps its connection open, and one process may only share a
+    database file between connections of the same configuration.
     """
-    con = duckdb.connect(str(warehouse))
+    con = duckdb.connect(str(warehouse), config=DUCKDB_CONFIG)
     try:
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
 
 
-def scalar(warehouse: Path, sql: str, params: list[Any] | None = None) -> Any:
+def scalar(warehouse: Path, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
     return query(warehouse, sql, params)[0][0]
+
+
+def copy_warehouse(source: Path, target: Path) -> Path:
+    """Copy a warehouse file whole: first write what is still in its write-ahead log
+    into it (dbt, run in this process, may hold it open with changes only in the WAL)."""
+    query(source, "force checkpoint")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
 
 
 def customers_without_one_segment(warehouse: Path) -> int:
@@ -82,9 +129,10 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     demo = write_demo_data(root / "data", customers=300, seed=7, layout="kaggle")
     path = root / "warehouse.duckdb"
-    report = load_files(path, [demo.path])
-    assert not report.failed
-    build(path)
+    with environ_restored():
+        report = load_files(path, [demo.path])
+        assert not report.failed
+        build(path)
     return path
 
 
@@ -95,14 +143,12 @@ def demo_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from models_py.demo_data import write_demo_data
     from orchestration.bi_snapshot import SNAPSHOT_FILE
     from orchestration.cli import main
-    from orchestration.warehouse import WAREHOUSE_ENV
 
     root = tmp_path_factory.mktemp("bi_demo")
     demo = write_demo_data(root / "data", customers=400, seed=7, layout="kaggle")
     warehouse = root / "wh" / "warehouse.duckdb"
-    # `insiders run` points $INSIDERS_WAREHOUSE at its warehouse; restore it afterwards.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(WAREHOUSE_ENV, str(warehouse))
+    # `insiders run` sets environment variables as it goes: none of them may outlive it.
+    with environ_restored():
         assert main(["run", "--warehouse", str(warehouse), "--source", str(demo.path)]) == 0
     snapshot = warehouse.parent / "bi" / SNAPSHOT_FILE
     assert snapshot.is_file()

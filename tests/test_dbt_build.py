@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +12,9 @@ from models_py.demo_data import write_demo_data
 from orchestration.cli import main
 from orchestration.dbt_runner import run_dbt
 from orchestration.warehouse import load_files
-from tests.conftest import build, query, scalar
+from tests.acceptance.test_full_data import PRICE_FLOOR
+from tests.conftest import build, copy_warehouse, query, scalar
+from tests.test_dbt_vars import customer_totals
 
 
 def test_demo_build_reconciles_and_quarantines_the_bad_lines(demo_warehouse):
@@ -23,7 +24,10 @@ def test_demo_build_reconciles_and_quarantines_the_bad_lines(demo_warehouse):
     )[0]
     assert quarantined == 5
     assert raw_lines == loaded + quarantined
-    assert scalar(demo_warehouse, "select count(*) from marts.dim_customers") > 100
+    # As many customers as the raw rows have identified customers with a kept purchase.
+    customers, _, _ = customer_totals(demo_warehouse, PRICE_FLOOR)
+    assert customers > 100  # the demo has 300; guests and excluded lines make no customer
+    assert scalar(demo_warehouse, "select count(*) from marts.dim_customers") == customers
     kept, excluded = query(
         demo_warehouse,
         "select (select count(*) from marts.fct_transactions),"
@@ -111,9 +115,7 @@ def test_best_rfm_customers_are_recent_frequent_big_spenders(demo_warehouse):
 
 @pytest.fixture
 def copied_warehouse(demo_warehouse, tmp_path) -> Path:
-    copy = tmp_path / "copy.duckdb"
-    shutil.copy(demo_warehouse, copy)
-    return copy
+    return copy_warehouse(demo_warehouse, tmp_path / "copy.duckdb")
 
 
 def test_per_invoice_guest_policy_makes_one_guest_customer_per_invoice(
@@ -144,41 +146,6 @@ def test_per_invoice_guest_policy_makes_one_guest_customer_per_invoice(
 def test_unknown_guest_policy_fails_the_build(copied_warehouse, capsys):
     assert not run_dbt("build", copied_warehouse, {"guest_policy": "ignore"})
     assert "guest_policy must be 'exclude' or 'per_invoice'" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    ("variables", "message"),
-    [
-        (
-            {"as_of": "2011-01-01' as date); create table main.pwned as select 1; --"},
-            "var as_of must be a date YYYY-MM-DD",
-        ),
-        ({"unit_price_floor": "0.04; drop table raw.transactions"}, "var unit_price_floor"),
-        ({"purchase_rate_min_tenure_days": "90) or (1=1"}, "var purchase_rate_min_tenure_days"),
-        ({"forecast_horizon_months": 0}, "var forecast_horizon_months must be an integer >= 1"),
-        ({"forecast_horizon_months": 1.5}, "var forecast_horizon_months must be an integer"),
-        ({"membership_grace_cycles": "1 + 1"}, "var membership_grace_cycles"),
-        ({"evaluation_min_history_months": True}, "var evaluation_min_history_months"),
-        ({"recency_weight_days": 0}, "var recency_weight_days must be a number >= 1"),
-    ],
-)
-def test_vars_are_checked_where_they_enter(copied_warehouse, capsys, variables, message):
-    """Every var is checked in one place (macros number_var, date_var): a value of the
-    wrong type fails the build naming the var, and no text of it reaches SQL."""
-    assert not run_dbt("build", copied_warehouse, variables)
-    assert message in capsys.readouterr().out
-    tables = {
-        r[0] for r in query(copied_warehouse, "select table_name from information_schema.tables")
-    }
-    assert "transactions" in tables and "pwned" not in tables
-
-
-def test_settings_refuse_an_as_of_that_is_no_date():
-    from orchestration.resources import BuildSettings
-
-    assert BuildSettings(as_of=" 2011-06-01").dbt_vars() == {"as_of": "2011-06-01"}
-    with pytest.raises(ValueError, match=r"settings\.as_of: not a date"):
-        BuildSettings(as_of="2011-01-01'; create table main.pwned as select 1; --").dbt_vars()
 
 
 def _split_by_date(source: Path, cutoff: date, before: Path, after: Path) -> None:
@@ -241,8 +208,16 @@ def test_the_three_layouts_give_the_same_customers(tmp_path):
 
 
 def test_run_without_data_uses_demo_data_and_says_so(tmp_path, capsys):
+    """No source and nothing loaded: the run says SYNTHETIC, builds the demo in its own
+    warehouse (demo/ beside the real one) and leaves the real warehouse without data."""
     warehouse = tmp_path / "fresh" / "warehouse.duckdb"
     assert main(["run", "--warehouse", str(warehouse)]) == 0
     out = capsys.readouterr().out
     assert "SYNTHETIC demo data" in out
-    assert scalar(warehouse, "select count(*) from marts.dim_customers") > 500
+    demo = warehouse.parent / "demo" / warehouse.name
+    customers, _, _ = customer_totals(demo, PRICE_FLOOR)
+    assert customers > 500  # of the 1,000 synthetic customers, those with a kept purchase
+    assert scalar(demo, "select count(*) from marts.dim_customers") == customers
+    assert scalar(demo, "select bool_and(is_synthetic) from raw.loaded_files")
+    if warehouse.exists():
+        assert scalar(warehouse, "select count(*) from raw.loaded_files") == 0

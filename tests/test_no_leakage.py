@@ -34,7 +34,7 @@ from orchestration.insiders_steps import (
     SCORES,
     read_inputs,
 )
-from orchestration.warehouse import load_files
+from orchestration.warehouse import DUCKDB_CONFIG, load_files
 
 # What the rolling evaluation reads, and its parents (seeds included).
 SELECTED = (
@@ -69,7 +69,7 @@ def _build(warehouse: Path, source: Path, as_of: date | None) -> None:
 
 
 def _frame(warehouse: Path, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-    con = duckdb.connect(str(warehouse))
+    con = duckdb.connect(str(warehouse), config=DUCKDB_CONFIG)
     try:
         return con.execute(sql, params or []).df()
     finally:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, RunRequest, SkipReason, build_sensor_context
@@ -13,7 +13,13 @@ from dagster import AssetKey, DagsterInstance, RunRequest, SkipReason, build_sen
 from models_py.demo_data import write_demo_data
 from orchestration.ml_tables import SegmentationWrite, write_segmentation
 from orchestration.warehouse import connect
-from tests.conftest import customers_without_one_segment, query, scalar
+from tests.conftest import (
+    copy_warehouse,
+    customers_without_one_segment,
+    environ_restored,
+    query,
+    scalar,
+)
 
 SMALL = {
     "spaces": ["scaled", "pca"],
@@ -23,20 +29,42 @@ SMALL = {
 }
 
 
-def run_job(warehouse: Path, source: Path | None, segmentation: dict | None = None):
+def run_job(
+    warehouse: Path,
+    source: Path | None,
+    segmentation: dict | None = None,
+    settings: dict[str, str] | None = None,
+):
+    """Execute the real Dagster job in this process (``settings``: the run config of the
+    resource ``settings``, as the launchpad gives it). Whatever the job sets in
+    ``os.environ`` is undone afterwards: module fixtures call this too."""
     from orchestration.definitions import JOB_NAME, build_definitions
 
-    os.environ["INSIDERS_WAREHOUSE"] = str(warehouse)
     job = build_definitions(str(warehouse)).resolve_job_def(JOB_NAME)
-    run_config = {
+    run_config: dict = {
         "ops": {
             "raw_transactions": {"config": {"source": str(source) if source else ""}},
             "customer_segmentation": {"config": segmentation or SMALL},
         }
     }
-    return job.execute_in_process(
-        run_config=run_config, instance=DagsterInstance.ephemeral(), raise_on_error=False
-    )
+    if settings:
+        run_config["resources"] = {"settings": {"config": settings}}
+    with environ_restored():
+        return job.execute_in_process(
+            run_config=run_config, instance=DagsterInstance.ephemeral(), raise_on_error=False
+        )
+
+
+def failure_messages(result) -> str:
+    """Every failure event of a run with its error, as one text to search."""
+    lines = []
+    for event in result.all_events:
+        if event.is_failure:
+            lines.append(event.message or "")
+            error = getattr(event.event_specific_data, "error", None)
+            if error is not None:
+                lines.append(error.to_string())
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -214,14 +242,89 @@ def test_scoring_with_the_saved_model_keeps_the_labels(first_run, demo_source):
     ]
 
 
-def test_a_failed_clustering_run_leaves_the_previous_labels(first_run, demo_source):
+def published_answer(warehouse: Path) -> dict[str, object]:
+    """Everything a reader of the last complete run sees, to compare before and after a
+    failed run: every ``ml`` and ``insiders`` table row for row, the BI snapshot (file
+    bytes and the Parquet version it links to) and the report files."""
+    from orchestration.bi_snapshot import SNAPSHOT_FILE
+
+    tables = [
+        f"{schema}.{name}"
+        for schema, name in query(
+            warehouse,
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('ml', 'insiders') and table_type = 'BASE TABLE' "
+            "order by all",
+        )
+    ]
+    answer: dict[str, object] = {
+        t: query(warehouse, f"select * from {t} order by all") for t in tables
+    }
+    bi = warehouse.parent / "bi"
+    answer["bi snapshot bytes"] = (bi / SNAPSHOT_FILE).read_bytes()
+    answer["bi parquet link"] = (bi / "parquet").readlink()
+    for report in sorted((warehouse.parent / "reports").glob("insiders_report.*")):
+        answer[f"report {report.name}"] = report.read_bytes()
+    return answer
+
+
+class FailsOnTheSecondInsert:
+    """A real warehouse connection that fails the clustering's write-back half way: the
+    first ``insert into ml.*`` runs (so one table is already replaced inside the
+    transaction), the second raises. Records what it saw, so the test can prove the
+    failure happened after the write had started."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, seen: dict[str, object]) -> None:
+        self._con = con
+        self._seen = seen
+
+    def execute(self, sql: str, *args, **kwargs):
+        if sql.lstrip().lower().startswith("insert into ml."):
+            inserts = self._seen.setdefault("inserts", [])
+            inserts.append(sql)
+            if len(inserts) == 2:
+                # Inside the transaction: the first table already holds the new rows.
+                first = inserts[0].split()[2]
+                self._seen["first_table"] = first
+                self._seen["first_table_run_ids"] = self._con.execute(
+                    f"select distinct run_id from {first}"
+                ).fetchall()
+                raise duckdb.IOException("simulated disk failure while writing ml tables")
+        return self._con.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+
+def test_a_clustering_that_fails_while_writing_leaves_the_previous_answer(
+    first_run, demo_source, monkeypatch
+):
+    """The clustering fails AFTER it started writing ml.* (one table already replaced in
+    its transaction): the run fails, and the labels, every ml and insiders table, the
+    BI snapshot and the report are exactly what the previous run published."""
+    import orchestration.segmentation_asset as segmentation_step
+
     warehouse, _ = first_run
-    before = query(warehouse, "select * from ml.customer_segments order by customer_id")
-    # No candidate can be eligible: K range 2-8, business range 20-25.
-    bad = {**SMALL, "business_k_min": 20, "business_k_max": 25}
-    result = run_job(warehouse, demo_source, bad)
+    before = published_answer(warehouse)
+    seen: dict[str, object] = {}
+    real_connect = segmentation_step.connect
+    monkeypatch.setattr(
+        segmentation_step,
+        "connect",
+        lambda *a, **k: FailsOnTheSecondInsert(real_connect(*a, **k), seen),
+    )
+    result = run_job(warehouse, demo_source)
     assert not result.success
-    assert query(warehouse, "select * from ml.customer_segments order by customer_id") == before
+    assert "simulated disk failure while writing ml tables" in failure_messages(result)
+    # The failure came after the write started: a first table held this run's rows.
+    assert "first_table" in seen, "the clustering no longer writes ml.* with inserts: adapt"
+    assert seen["first_table_run_ids"] == [(result.run_id,)], seen
+    failed_steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    assert failed_steps == {"customer_segmentation"}
+    after = published_answer(warehouse)
+    assert after.keys() == before.keys()
+    for key in before:
+        assert after[key] == before[key], f"{key} changed after a failed run"
 
 
 def test_write_back_is_one_transaction(first_run):
@@ -335,3 +438,51 @@ def test_a_forced_definition_is_checked_where_it_enters(first_run, tmp_path):
         from orchestration.cli import main
 
         main(["run", "--warehouse", str(copy), "--definition", "no_such_definition"])
+
+
+HOSTILE_VALUES = (
+    "2011-01-01'); create table main.pwned as select 1; --",
+    "1; create table main.pwned(x int)",
+)
+
+
+def pwned_tables(folder: Path) -> list[tuple[str, str, str]]:
+    """Tables named ``pwned`` in any DuckDB file under ``folder`` (the warehouse and any
+    copy a run made of it), each opened read-write as the pipeline opens it."""
+    found = []
+    for path in sorted(folder.rglob("*.duckdb")):
+        con = duckdb.connect(str(path))
+        try:
+            found += con.execute(
+                "select ?, table_schema, table_name from information_schema.tables "
+                "where table_name = 'pwned'",
+                [str(path)],
+            ).fetchall()
+        finally:
+            con.close()
+    return found
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("as_of", "settings.as_of: not a date (YYYY-MM-DD)"),
+        ("insiders_definition", "settings.insiders_definition: unknown definition"),
+    ],
+)
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+def test_a_hostile_run_setting_never_reaches_sql(first_run, tmp_path, setting, message, value):
+    """settings.config.as_of / insiders_definition from the launchpad: SQL text in them
+    fails the run with one clear line before any dbt step runs, and creates nothing."""
+    warehouse, _ = first_run
+    copy = copy_warehouse(warehouse, tmp_path / "wh" / "warehouse.duckdb")
+    before = query(copy, "select * from insiders.members order by all")
+    result = run_job(copy, None, settings={setting: value})
+    assert not result.success
+    assert message in failure_messages(result)
+    assert value in failure_messages(result)  # the value is named, as given
+    # No dbt step got as far as running dbt: nothing of the graph was materialised.
+    materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialised <= {"raw/transactions", "raw/quarantined_rows", "raw/loaded_files"}
+    assert pwned_tables(tmp_path) == []
+    assert query(copy, "select * from insiders.members order by all") == before

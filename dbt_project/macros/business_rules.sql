@@ -58,10 +58,35 @@
     naming the var, so no text reaches SQL. -#}
 {% macro date_var(name) -%}
     {%- set value = var(name) | string -%}
+    {%- set message = "var " ~ name ~ " must be a date YYYY-MM-DD" -%}
     {%- set shaped = value | length == 10 and value[4:5] ~ value[7:8] == '--' -%}
     {%- if not shaped or not value.replace('-', '').isdigit() -%}
-        {%- set message = "var " ~ name ~ " must be a date YYYY-MM-DD" -%}
         {{ exceptions.raise_compiler_error(message ~ ", got '" ~ value ~ "'") }}
     {%- endif -%}
+    {#- A day that exists: 2011-02-30 is refused here, not by a cast deep in SQL. -#}
+    {%- set year = value[0:4] | int -%}
+    {%- set month = value[5:7] | int -%}
+    {%- set day = value[8:10] | int -%}
+    {%- set leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 -%}
+    {%- set month_days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] -%}
+    {%- if month < 1 or month > 12 or day < 1 or day > month_days[month - 1] -%}
+        {{ exceptions.raise_compiler_error(message ~ ", got '" ~ value ~ "' (no such day)") }}
+    {%- endif -%}
     {{- value -}}
+{%- endmacro %}
+
+{#- The var insiders_definition (a definition's name, to force it), checked where it
+    enters: only lower-case letters and _ may reach SQL. None when not set. -#}
+{% macro definition_var() -%}
+    {%- set forced = var('insiders_definition', none) -%}
+    {%- if forced and not (
+        forced is string and forced | length <= 64
+        and forced.replace('_', 'a').isalpha() and forced.islower()
+    ) -%}
+        {{ exceptions.raise_compiler_error(
+            "var insiders_definition must be a definition name (lower-case letters and _), "
+            ~ "got '" ~ forced ~ "'"
+        ) }}
+    {%- endif -%}
+    {{- return(forced or none) -}}
 {%- endmacro %}

@@ -16,7 +16,7 @@ select
     chosen.chosen,
     'var insiders_definition = '
     || coalesce(
-        {%- set forced = var('insiders_definition', none) %}
+        {%- set forced = definition_var() %}
         {{ "'" ~ forced ~ "'" if forced else 'null' }},
         'null'
     )

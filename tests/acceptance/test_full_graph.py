@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -17,8 +18,15 @@ from tests.acceptance.test_full_data import (
     EXCLUDED_STOCK_CODES,
     PRICE_FLOOR,
     TYPED_LINES,
+    independent_customer_totals,
 )
-from tests.conftest import SHARED_BY_DAY, customers_without_one_segment, query, scalar
+from tests.conftest import (
+    SHARED_BY_DAY,
+    customers_without_one_segment,
+    environ_restored,
+    query,
+    scalar,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,32 +34,95 @@ def graph_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert SHARED_BY_DAY.is_dir(), f"acceptance data missing: {SHARED_BY_DAY}"
     # A folder that does not exist yet: the first step to open it may be a dbt one.
     warehouse = tmp_path_factory.mktemp("graph") / "new" / "warehouse.duckdb"
-    assert main(["run", "--warehouse", str(warehouse), "--source", str(SHARED_BY_DAY)]) == 0
+    with environ_restored():  # `insiders run` sets variables as it goes
+        assert main(["run", "--warehouse", str(warehouse), "--source", str(SHARED_BY_DAY)]) == 0
     return warehouse
 
 
 def test_every_customer_has_exactly_one_segment(graph_warehouse):
-    customers = scalar(graph_warehouse, "select count(*) from marts.dim_customers")
-    assert customers > 4000
+    customers, _, _ = independent_customer_totals(None)
+    assert scalar(graph_warehouse, "select count(*) from marts.dim_customers") == customers
     assert customers_without_one_segment(graph_warehouse) == 0
 
 
-def test_insiders_are_a_small_valuable_group(graph_warehouse, capsys):
+def past_net_revenue(as_of: date) -> list[tuple[str, Decimal]]:
+    """(customer, net revenue of the kept lines before ``as_of``) of every customer with
+    a purchase before it, best first (ties: customer id), from the CSV files."""
+    return (
+        duckdb.connect()
+        .execute(
+            f"""
+            with typed as ({TYPED_LINES})
+            select c, sum(q * p) as net from typed
+            where c is not null
+              and c not in {EXCLUDED_CUSTOMERS!r}
+              and country not in {EXCLUDED_COUNTRIES!r}
+              and stock not in {EXCLUDED_STOCK_CODES!r}
+              and p >= {PRICE_FLOOR}
+              and t < ?
+            group by c having count(*) filter (where q >= 0) > 0
+            order by net desc, c
+            """.replace(",)", ")"),
+            [as_of],
+        )
+        .fetchall()
+    )
+
+
+def data_as_of() -> date:
+    """The default as-of: the day after the last line of the files."""
+    con = duckdb.connect()
+    return con.execute(
+        f"with typed as ({TYPED_LINES}) select max(t)::date + 1 from typed"
+    ).fetchone()[0]
+
+
+def test_insiders_are_a_small_valuable_group(graph_warehouse):
+    """The Insiders are the chosen definition's members at the as-of, as many as the
+    clustering's Insiders cluster; the baseline definition's members are exactly the
+    top customers by past net revenue; their shares equal a computation from the files."""
+    as_of = data_as_of()
+    chosen = scalar(
+        graph_warehouse, "select definition from insiders.definition_choice where is_chosen"
+    )
+    members = {r[0] for r in query(graph_warehouse, "select customer_id from insiders.members")}
+    cluster_size = scalar(
+        graph_warehouse, "select count(*) from ml.customer_segments where is_insider"
+    )
+    assert len(members) == cluster_size
+
+    def picked(definition: str) -> set[str]:
+        return {
+            r[0]
+            for r in query(
+                graph_warehouse,
+                "select customer_id from ml.definition_members "
+                "where evaluation_date = ? and definition = ?",
+                [as_of, definition],
+            )
+        }
+
+    assert picked(chosen) == members
+    ranked = past_net_revenue(as_of)
+    assert picked("top_past_revenue") == {c for c, _ in ranked[: len(members)]}
+
     share, revenue_share = query(
         graph_warehouse,
-        """
-        select avg(s.is_insider::int),
-            sum(d.monetary) filter (where s.is_insider) / sum(d.monetary)
-        from marts.dim_customers as d join insiders.customer_membership as s using (customer_id)
-        """,
+        "select share_of_customers, share_of_customer_revenue from insiders.kpis",
     )[0]
-    assert 0.03 <= share <= 0.25
-    assert revenue_share > share  # they bring more than their head count
-    chosen = query(
+    total = sum(net for _, net in ranked)
+    assert share == pytest.approx(len(members) / len(ranked), rel=1e-12)
+    assert revenue_share == pytest.approx(
+        float(sum(net for c, net in ranked if c in members) / total), rel=1e-9
+    )
+    # The product's aim: a small group (at most a quarter of the customers) that brings
+    # clearly more than its head count.
+    assert share <= 0.25 and revenue_share > 2 * share
+    chosen_model = query(
         graph_warehouse,
         "select space, algorithm, k, silhouette from ml.model_selection where is_chosen",
     )
-    assert len(chosen) == 1 and 4 <= chosen[0][2] <= 12
+    assert len(chosen_model) == 1 and 4 <= chosen_model[0][2] <= 12  # the business K range
 
 
 def test_the_insiders_spend_significantly_more(graph_warehouse):
@@ -70,7 +141,14 @@ def test_the_membership_ledger_covers_every_monthly_re_evaluation(graph_warehous
         "select evaluation_date, members, entered, left_program, stayed, qualifying "
         "from insiders.membership_movement order by 1",
     )
-    assert len(movement) >= 12  # a year of monthly re-evaluations
+    # One row per monthly re-evaluation: the as-of, then a month earlier each step while
+    # after the first purchase (of a kept line of an identified customer) in the files.
+    as_of = data_as_of()
+    first = independent_lines().execute("select min(t)::date from kept where q >= 0").fetchone()[0]
+    dates = []
+    while (day := _months_before(as_of, len(dates))) > first:
+        dates.append(day)
+    assert [row[0] for row in movement] == sorted(dates)
     for _, members, entered, _, stayed, _ in movement:
         assert members == stayed + entered
     # Members after a re-evaluation = members before + entered - left.
@@ -296,9 +374,15 @@ def test_the_report_answers_the_nine_questions(graph_warehouse):
     folder = graph_warehouse.parent / "reports"
     html = (folder / "insiders_report.html").read_text()
     markdown = (folder / "insiders_report.md").read_text()
-    from models_py.report import QUESTIONS
-
-    for question in QUESTIONS:
+    # The nine questions are the rows of insiders.answers (the one place they live).
+    questions = [
+        r[0]
+        for r in query(
+            graph_warehouse, "select question from insiders.answers order by question_number"
+        )
+    ]
+    assert len(questions) == 9
+    for question in questions:
         assert question in markdown
         assert question in html
     insiders = scalar(graph_warehouse, "select count(*) from insiders.members")

@@ -3,16 +3,7 @@
     the top customers by past net revenue took at EVERY origin, the best mean ratio
     (ties: the simpler one, top_past_revenue, then the listed order); if none did, the
     best mean ratio, and the reason says so. var insiders_definition forces one. -#}
-{%- set forced = var('insiders_definition', none) -%}
-{%- if forced and not (
-    forced is string and forced | length <= 64
-    and forced.replace('_', 'a').isalpha() and forced.islower()
-) -%}
-    {{ exceptions.raise_compiler_error(
-        "var insiders_definition must be a definition name (lower-case letters and _), got '"
-        ~ forced ~ "'"
-    ) }}
-{%- endif -%}
+{%- set forced = definition_var() -%}
 with
 
 forced as (
