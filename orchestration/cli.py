@@ -287,15 +287,23 @@ def run_job(
         if e.asset_key is not None
     ]
     print(f"run {result.run_id}: {len(materialized)} assets materialized")
+    unpublished = run_control.failed_copy(warehouse, result.run_id)
+    if result.success and unpublished.exists():  # Dagster counts a failed teardown a success
+        print(
+            f"insiders: error: the run's results could not be published: {warehouse} is "
+            f"left as the last complete run made it; this run's copy is {unpublished}",
+            file=sys.stderr,
+        )
+        return 1
+    if not result.success:
+        for line in _failures(result.all_events):
+            print(f"insiders: error: {line}", file=sys.stderr)
+        return 1
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         if event.asset_key.to_user_string() == "insiders/report" and "html" in meta:
             _print_answer(warehouse)
             print(f"report: {meta['html'].value}")
-    if not result.success:
-        for line in _failures(result.all_events):
-            print(f"insiders: error: {line}", file=sys.stderr)
-        return 1
     return 0
 
 

@@ -66,20 +66,24 @@ def run_dbt(
     from dbt.cli.main import dbtRunner
 
     from orchestration.ml_tables import ensure_ml_tables
+    from orchestration.run_control import WarehouseLock
     from orchestration.warehouse import connect
 
-    con = connect(warehouse)  # the raw and ml source tables exist before dbt reads them
-    try:
-        ensure_ml_tables(con)
-    finally:
-        con.close()
-    previous = os.environ.get(WAREHOUSE_ENV)
-    os.environ[WAREHOUSE_ENV] = str(warehouse)
-    try:
-        result = dbtRunner().invoke(dbt_args(command, variables or {}, extra))
-    finally:
-        if previous is None:
-            os.environ.pop(WAREHOUSE_ENV, None)
-        else:
-            os.environ[WAREHOUSE_ENV] = previous
+    # A writer like any other: hold the warehouse lock, so a run cannot publish its copy
+    # over what this build writes (a dbt started by hand does not know the lock).
+    with WarehouseLock(warehouse, "dbt in process"):
+        con = connect(warehouse)  # the raw and ml source tables exist before dbt reads
+        try:
+            ensure_ml_tables(con)
+        finally:
+            con.close()
+        previous = os.environ.get(WAREHOUSE_ENV)
+        os.environ[WAREHOUSE_ENV] = str(warehouse)
+        try:
+            result = dbtRunner().invoke(dbt_args(command, variables or {}, extra))
+        finally:
+            if previous is None:
+                os.environ.pop(WAREHOUSE_ENV, None)
+            else:
+                os.environ[WAREHOUSE_ENV] = previous
     return bool(result.success)

@@ -52,27 +52,43 @@ class WarehouseResource(ConfigurableResource):
             return
         warehouse = Path(self.path)
         check_warehouse(warehouse)  # one line for a path that is no DuckDB database
-        self._run_lock = run_control.RunLock(warehouse, run_id)
-        self._run_lock.acquire()
-        if instance is not None:
-            instance.add_run_tags(run_id, {run_control.RUN_LOCK_TAG: str(self._run_lock.path)})
-            for dead in run_control.fail_dead_runs(instance, exclude=run_id):
-                _log(context, f"run {dead} had no process any more: marked failed")
-        lock = run_control.WarehouseLock(warehouse, f"Dagster run {run_id}")
         try:
-            lock.acquire(wait=self.wait, notify=lambda line: _log(context, line))
+            self._run_lock = run_control.RunLock(warehouse, run_id)
+            self._run_lock.acquire()
+            if instance is not None:
+                tag = {run_control.RUN_LOCK_TAG: str(self._run_lock.path)}
+                instance.add_run_tags(run_id, tag)
+                for dead in run_control.fail_dead_runs(instance, exclude=run_id):
+                    _log(context, f"run {dead} had no process any more: marked failed")
+            self._lock = run_control.WarehouseLock(warehouse, f"Dagster run {run_id}")
+            self._lock.acquire(wait=self.wait, notify=lambda line: _log(context, line))
+            self._work = run_control.start_work(warehouse, _checkpoint)
         except BaseException:
-            self._run_lock.release()
+            # Dagster calls no teardown when setup fails: let go of what was taken.
+            self._release()
             raise
-        self._lock = lock
-        self._work = run_control.start_work(warehouse)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Publish the run's copy if every step succeeded, else keep the warehouse.
+
+        Dagster still records a run as successful when its teardown raises, so a copy
+        that could not be published is kept as ``.work/failed-<run>.duckdb``, which the
+        CLI reports as a failure (``run_control.failed_copy``)."""
         warehouse, work, run_id = Path(self.path), self._work, _run_id(context)
         try:
             if work is not None and context.instance is not None and run_id:
                 if run_control.run_succeeded_so_far(context.instance, run_id):
-                    run_control.promote(warehouse, work, _checkpoint, DUCKDB_CONFIG)
+                    try:
+                        run_control.promote(warehouse, work, _checkpoint, DUCKDB_CONFIG)
+                    except BaseException as exc:
+                        kept = run_control.discard(warehouse, work, run_id)
+                        if context.log is not None:
+                            context.log.error(
+                                f"the run's results could not be published ({exc}): "
+                                f"{warehouse} is left as the last complete run made it"
+                                + (f"; this run's copy is kept in {kept}" if kept else "")
+                            )
+                        raise
                 else:
                     kept = run_control.discard(warehouse, work, run_id)
                     _log(
@@ -81,13 +97,16 @@ class WarehouseResource(ConfigurableResource):
                         f"made it" + (f"; this run's copy is kept in {kept}" if kept else ""),
                     )
         finally:
-            self._work = None
-            if self._lock is not None:
-                self._lock.release()
-                self._lock = None
-            if self._run_lock is not None:
-                self._run_lock.release()
-                self._run_lock = None
+            self._release()
+
+    def _release(self) -> None:
+        self._work = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
 
 def _run_id(context: InitResourceContext) -> str | None:

@@ -141,13 +141,19 @@ class WarehouseLock:
         self.release()
 
 
-def start_work(warehouse: Path) -> Path:
+def start_work(warehouse: Path, checkpoint: Callable[[Path], None] | None = None) -> Path:
     """A fresh work copy of the warehouse (hold the lock): what is left in ``.work/``
-    by a killed run is removed, except the last failed run's copy kept for inspection."""
+    by a killed run is removed, except the last failed run's copy kept for inspection.
+
+    A WAL left beside the warehouse by a crashed writer is first folded into it
+    (``checkpoint``), so that publishing never has to delete a WAL of the warehouse."""
     work = work_path(warehouse)
     work.parent.mkdir(parents=True, exist_ok=True)
     for leftover in (work, _wal(work), _compact(work), _wal(_compact(work))):
         leftover.unlink(missing_ok=True)
+    if checkpoint is not None and _wal(warehouse).exists():
+        with contextlib.suppress(duckdb.Error):  # a reader holds it: copy the WAL along
+            checkpoint(warehouse)
     if warehouse.exists():
         shutil.copyfile(warehouse, work)
         if _wal(warehouse).exists():
@@ -187,6 +193,8 @@ def promote(
         if _wal(work).exists():
             checkpoint(work)
         final = work
+    if _wal(final).exists():
+        raise RuntimeError(f"{final} still has a write-ahead log: not published")
     _wal(warehouse).unlink(missing_ok=True)
     os.replace(final, warehouse)
     for leftover in (work, _wal(work)):
@@ -201,6 +209,7 @@ def _compacted_copy(source: Path, target: Path, config: dict[str, Any]) -> None:
         con.execute(f"attach {_literal(source)} as source_db (read_only)")
         con.execute(f"attach {_literal(target)} as work_db")
         con.execute("copy from database source_db to work_db")
+        con.execute("checkpoint work_db")
     finally:
         con.close()
 
@@ -209,14 +218,21 @@ def _literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def failed_copy(warehouse: Path, run_id: str) -> Path:
+    """Where :func:`discard` keeps the copy of a run that failed or could not publish."""
+    return work_path(warehouse).with_name(f"{FAILED_PREFIX}{run_id}.duckdb")
+
+
 def discard(warehouse: Path, work: Path, run_id: str) -> Path | None:
     """Keep a failed run's copy as ``.work/failed-<run>.duckdb`` (only the last one) for
     inspection; the warehouse itself is untouched. Returns the kept copy's path."""
+    for leftover in (_compact(work), _wal(_compact(work))):
+        leftover.unlink(missing_ok=True)
     if not work.exists():
         return None
     for old in work.parent.glob(f"{FAILED_PREFIX}*"):
         old.unlink(missing_ok=True)
-    kept = work.with_name(f"{FAILED_PREFIX}{run_id}.duckdb")
+    kept = failed_copy(warehouse, run_id)
     os.replace(work, kept)
     if _wal(work).exists():
         os.replace(_wal(work), _wal(kept))
@@ -237,7 +253,7 @@ def writing(
     lock = WarehouseLock(warehouse, owner)
     lock.acquire(wait=wait, notify=notify)
     try:
-        work = start_work(warehouse)
+        work = start_work(warehouse, checkpoint)
         try:
             yield work
         except BaseException:
@@ -265,15 +281,20 @@ class RunLock:
         self._fd = fd
 
     def release(self) -> None:
+        """Remove the file while still holding it: a run that ends normally leaves no
+        file, so it can never look dead (only a killed run leaves a free lock file)."""
+        self.path.unlink(missing_ok=True)
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-        self.path.unlink(missing_ok=True)
 
 
-def is_alive(lock_file: str | os.PathLike[str]) -> bool:
-    """True while a process holds the run lock on ``lock_file``."""
+def is_dead(lock_file: str | os.PathLike[str]) -> bool:
+    """True when ``lock_file`` is there but no process holds it: its run was killed.
+
+    A missing file is a run that ended (it removes the file before letting go), or one
+    that is ending: not dead."""
     try:
         fd = os.open(lock_file, os.O_RDWR)
     except FileNotFoundError:
@@ -281,10 +302,10 @@ def is_alive(lock_file: str | os.PathLike[str]) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        return False
     finally:
         os.close(fd)  # closing releases a lock taken just above
-    return False
+    return True
 
 
 def fail_dead_runs(instance: Any, exclude: str | None = None) -> list[str]:
@@ -301,7 +322,7 @@ def fail_dead_runs(instance: Any, exclude: str | None = None) -> list[str]:
     )
     for run in runs:
         lock_file = run.tags.get(RUN_LOCK_TAG)
-        if not lock_file or run.run_id == exclude or is_alive(lock_file):
+        if not lock_file or run.run_id == exclude or not is_dead(lock_file):
             continue
         instance.report_run_failed(
             run, "the run's process is gone (killed?): marked failed by the next run"
@@ -312,11 +333,14 @@ def fail_dead_runs(instance: Any, exclude: str | None = None) -> list[str]:
 
 
 def run_succeeded_so_far(instance: Any, run_id: str) -> bool:
-    """No step failed and the run is not being cancelled: its work may be published."""
+    """The run is started or succeeded (not cancelling, not marked failed) and no step
+    failed: its work may be published."""
     from dagster import DagsterEventType, DagsterRunStatus
 
     run = instance.get_run_by_id(run_id)
-    if run is None or run.status in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED):
+    # Teardown may come before or after Dagster records the run's success; anything
+    # else (cancelling, failed, marked failed by another process) is not published.
+    if run is None or run.status not in (DagsterRunStatus.STARTED, DagsterRunStatus.SUCCESS):
         return False
     failures = instance.get_records_for_run(
         run_id, of_type={DagsterEventType.STEP_FAILURE}, limit=1

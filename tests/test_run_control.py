@@ -88,7 +88,7 @@ def test_a_second_writer_waits_or_names_the_holder(tmp_path: Path) -> None:
     try:
         env = _env(tmp_path / "dagster")
         busy = _insiders("load", "--no-wait", "--warehouse", str(warehouse), str(data), env=env)
-        assert busy.returncode != 0
+        assert busy.returncode == 3
         lines = [line for line in busy.stderr.splitlines() if line.strip()]
         assert len(lines) == 1, busy.stderr
         assert "busy" in lines[0] and "a test holding the warehouse" in lines[0]
@@ -176,6 +176,7 @@ def test_a_reader_does_not_block_a_run(completed: dict[str, Path]) -> None:
     try:
         assert reader.stdout is not None and reader.stdout.readline().strip() == "open"
         runs_before = _run_ids(warehouse)
+        inode_before = warehouse.stat().st_ino
         done = _insiders(
             "build",
             "--no-wait",
@@ -191,6 +192,7 @@ def test_a_reader_does_not_block_a_run(completed: dict[str, Path]) -> None:
         reader.kill()
         reader.wait()
     assert _run_ids(warehouse) == runs_before  # a dbt-only build keeps the labels
+    assert warehouse.stat().st_ino != inode_before  # its result was published meanwhile
 
 
 def _run_ids(warehouse: Path) -> list[str]:
@@ -236,13 +238,75 @@ def _evaluate_dead_runs_sensor(home: Path) -> None:
         dead_runs(build_sensor_context(instance=instance))
 
 
-def test_dead_run_lock_is_free_and_live_one_is_held(tmp_path: Path) -> None:
+def test_only_a_killed_runs_lock_looks_dead(tmp_path: Path) -> None:
     warehouse = tmp_path / "insiders_warehouse.duckdb"
-    lock = run_control.RunLock(warehouse, "r1")
-    lock.acquire()
-    assert run_control.is_alive(lock.path)
-    lock.release()
-    assert not run_control.is_alive(lock.path)
+    code = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from orchestration.run_control import RunLock
+        RunLock(Path({str(warehouse)!r}), "killed").acquire()
+        print("held", flush=True)
+        time.sleep(600)
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    killed_lock = warehouse.parent / run_control.RUNS_DIR / "killed.lock"
+    assert not run_control.is_dead(killed_lock)  # alive
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert run_control.is_dead(killed_lock)  # killed: the file stays, nobody holds it
+
+    ended = run_control.RunLock(warehouse, "ended")
+    ended.acquire()
+    assert not run_control.is_dead(ended.path)
+    ended.release()
+    assert not run_control.is_dead(ended.path)  # ended normally: never looks dead
+
+
+def test_a_discarded_copy_leaves_the_warehouse_and_is_kept(tmp_path: Path) -> None:
+    from orchestration.warehouse import DUCKDB_CONFIG
+
+    warehouse = tmp_path / "insiders_warehouse.duckdb"
+    con = duckdb.connect(str(warehouse), config=DUCKDB_CONFIG)
+    con.execute("create table t as select 1 as x")
+    con.close()
+    before = _sha(warehouse)
+    work = run_control.start_work(warehouse)
+    con = duckdb.connect(str(work), config=DUCKDB_CONFIG)
+    con.execute("insert into t values (2)")
+    con.close()
+    kept = run_control.discard(warehouse, work, "r1")
+    assert _sha(warehouse) == before
+    assert kept == run_control.failed_copy(warehouse, "r1") and kept.exists()
+    assert not work.exists()
+
+
+def test_a_run_whose_publish_fails_fails_and_keeps_the_warehouse(
+    completed: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Dagster records a run as successful even when its teardown raises: the CLI must
+    not, and the warehouse stays the last complete one."""
+    from dagster import AssetKey
+
+    from orchestration.cli import run_job
+
+    warehouse = completed["warehouse"]
+    before = _sha(warehouse)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(run_control, "_compacted_copy", disk_full)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    rc = run_job(warehouse, None, None, asset_selection=[AssetKey(["insiders", "kpis"])])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "could not be published" in err
+    assert _sha(warehouse) == before
 
 
 def test_promote_compacts_and_keeps_every_object(tmp_path: Path) -> None:
