@@ -29,22 +29,9 @@ from pathlib import Path
 
 import duckdb
 
-from models_py.locations import (  # defined there once; re-exported for the pipeline
-    BI_DIR_ENV as BI_DIR_ENV,
-)
-from models_py.locations import (
-    PARQUET_LINK,
-    SCHEMA_VERSION,
-    SNAPSHOT_FILE,
-)
-from models_py.locations import (
-    SNAPSHOT_ENV as SNAPSHOT_ENV,
-)
-from models_py.locations import (
-    resolve_bi_dir as resolve_bi_dir,
-)
+from models_py.locations import PARQUET_LINK, SCHEMA_VERSION, SNAPSHOT_FILE
 from models_py.published import PUBLISHED_TABLES
-from orchestration.warehouse import connect
+from orchestration.warehouse import connect, path_literal
 
 VERSIONS_DIR = "versions"
 
@@ -84,7 +71,7 @@ def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSna
         try:
             as_of = con.execute("select max(as_of) from ml.customer_segments").fetchone()[0]
             is_synthetic = _is_synthetic(con)
-            con.execute(f"attach {_literal(partial)} as snapshot")
+            con.execute(f"attach {path_literal(partial)} as snapshot")
             for schema in sorted({schema for schema, _ in SNAPSHOT_TABLES}):
                 con.execute(f"create schema snapshot.{schema}")
             for schema, table in SNAPSHOT_TABLES:
@@ -92,7 +79,7 @@ def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSna
                 con.execute(f"create table snapshot.{name} as select * from {name}")
                 rows[name] = con.execute(f"select count(*) from snapshot.{name}").fetchone()[0]
                 parquet = version_dir / f"{name}.parquet"
-                con.execute(f"copy snapshot.{name} to {_literal(parquet)} (format parquet)")
+                con.execute(f"copy snapshot.{name} to {path_literal(parquet)} (format parquet)")
             con.execute(
                 """
                 create table snapshot.main.snapshot_info as select
@@ -110,7 +97,7 @@ def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSna
                     is_synthetic,
                 ],
             )
-            info_parquet = _literal(version_dir / "main.snapshot_info.parquet")
+            info_parquet = path_literal(version_dir / "main.snapshot_info.parquet")
             con.execute(f"copy snapshot.main.snapshot_info to {info_parquet} (format parquet)")
             con.execute("checkpoint snapshot")
             con.execute("detach snapshot")
@@ -139,11 +126,6 @@ def _is_synthetic(con: duckdb.DuckDBPyConnection) -> bool:
     on ``insiders.kpis`` (from ``raw.loaded_files.is_synthetic``); false without labels."""
     flag = con.execute("select bool_or(is_synthetic) from insiders.kpis").fetchone()[0]
     return bool(flag)
-
-
-def _literal(path: Path) -> str:
-    """A path as a SQL string literal (ATTACH and COPY take no parameters)."""
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _swap_link(link: Path, target: Path) -> None:

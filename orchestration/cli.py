@@ -12,14 +12,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestration.warehouse import (
-    SOURCE_ENV,
-    WAREHOUSE_ENV,
-    WarehouseError,
-    check_warehouse,
-    load_files,
-    resolve_warehouse,
-)
+from models_py.locations import WAREHOUSE_ENV, resolve_warehouse
+from orchestration.warehouse import SOURCE_ENV, WarehouseError, check_warehouse, load_files
 
 if TYPE_CHECKING:
     from dagster import AssetKey
@@ -128,16 +122,14 @@ def _load(warehouse: Path, paths: list[str], wait: bool = True) -> int:
     the warehouse when it is done (``orchestration.run_control``): a reader holding the
     file does not make it fail, and a killed load changes nothing."""
     from orchestration import run_control
-    from orchestration.warehouse import DUCKDB_CONFIG, check_warehouse, connect
+    from orchestration.warehouse import check_warehouse
 
     try:
         check_warehouse(warehouse)
         with run_control.writing(
             warehouse,
             "insiders load",
-            checkpoint=lambda path: connect(path).close(),
             wait=wait,
-            config=DUCKDB_CONFIG,
             notify=lambda line: print(line, file=sys.stderr, flush=True),
         ) as work:
             report = load_files(work, paths)
@@ -396,7 +388,7 @@ def _dashboard(warehouse: Path, port: int, address: str, snapshot: Path | None) 
     """
     import dashboard
     from dashboard.snapshot import snapshot_path
-    from orchestration.bi_snapshot import SNAPSHOT_ENV
+    from models_py.locations import SNAPSHOT_ENV
 
     path = snapshot or snapshot_path(warehouse)
     os.environ[SNAPSHOT_ENV] = str(path.expanduser().resolve())

@@ -43,6 +43,7 @@ from dagster_dbt import (
     get_asset_key_for_model,
 )
 
+from models_py.locations import WAREHOUSE_ENV
 from models_py.model_store import ModelStoreError, models_dir
 from models_py.report import REPORT_TABLES
 from models_py.settings import RANDOM_GROUPS_CONFIDENCE
@@ -57,7 +58,7 @@ from orchestration.segmentation_asset import (
     SegmentationConfig,
     run_segmentation,
 )
-from orchestration.warehouse import SOURCE_ENV, WAREHOUSE_ENV, discover_files, load_files
+from orchestration.warehouse import SOURCE_ENV, discover_files, load_files
 
 JOB_NAME = "insiders_job"
 
@@ -430,7 +431,7 @@ def dead_runs(context: SensorEvaluationContext):
 
 def build_definitions(warehouse: str | None = None) -> Definitions:
     """The one Definitions object; ``warehouse`` overrides $INSIDERS_WAREHOUSE."""
-    from orchestration.warehouse import resolve_warehouse
+    from models_py.locations import resolve_warehouse
 
     return Definitions(
         assets=[

@@ -9,10 +9,10 @@ import duckdb
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
+from models_py.locations import resolve_bi_dir
 from orchestration import run_control
-from orchestration.bi_snapshot import resolve_bi_dir
 from orchestration.ml_tables import ensure_ml_tables
-from orchestration.warehouse import DUCKDB_CONFIG, check_warehouse, connect
+from orchestration.warehouse import check_warehouse, connect
 
 
 class WarehouseResource(ConfigurableResource):
@@ -62,7 +62,7 @@ class WarehouseResource(ConfigurableResource):
                     _log(context, f"run {dead} had no process any more: marked failed")
             self._lock = run_control.WarehouseLock(warehouse, f"Dagster run {run_id}")
             self._lock.acquire(wait=self.wait, notify=lambda line: _log(context, line))
-            self._work = run_control.start_work(warehouse, _checkpoint)
+            self._work = run_control.start_work(warehouse)
         except BaseException:
             # Dagster calls no teardown when setup fails: let go of what was taken.
             self._release()
@@ -79,7 +79,7 @@ class WarehouseResource(ConfigurableResource):
             if work is not None and context.instance is not None and run_id:
                 if run_control.run_succeeded_so_far(context.instance, run_id):
                     try:
-                        run_control.promote(warehouse, work, _checkpoint, DUCKDB_CONFIG)
+                        run_control.promote(warehouse, work)
                     except BaseException as exc:
                         kept = run_control.discard(warehouse, work, run_id)
                         if context.log is not None:
@@ -113,10 +113,6 @@ def _run_id(context: InitResourceContext) -> str | None:
     """The run being set up, or None when the resource is built outside a run."""
     run = getattr(context, "run", None)
     return run.run_id if run is not None else None
-
-
-def _checkpoint(path: Path) -> None:
-    connect(path).close()  # DuckDB checkpoints a file when its last connection closes
 
 
 def _log(context: InitResourceContext, line: str) -> None:

@@ -38,6 +38,9 @@ from typing import Any
 
 import duckdb
 
+from models_py.locations import DUCKDB_CONFIG
+from orchestration.warehouse import connect, path_literal
+
 WORK_DIR = ".work"
 RUNS_DIR = ".runs"
 RUN_LOCK_TAG = "insiders/run_lock"
@@ -141,19 +144,20 @@ class WarehouseLock:
         self.release()
 
 
-def start_work(warehouse: Path, checkpoint: Callable[[Path], None] | None = None) -> Path:
+def start_work(warehouse: Path) -> Path:
     """A fresh work copy of the warehouse (hold the lock): what is left in ``.work/``
     by a killed run is removed, except the last failed run's copy kept for inspection.
 
     A WAL left beside the warehouse by a crashed writer is first folded into it
-    (``checkpoint``), so that publishing never has to delete a WAL of the warehouse."""
+    (opening and closing it checkpoints it), so that publishing never has to delete a
+    WAL of the warehouse."""
     work = work_path(warehouse)
     work.parent.mkdir(parents=True, exist_ok=True)
     for leftover in (work, _wal(work), _compact(work), _wal(_compact(work))):
         leftover.unlink(missing_ok=True)
-    if checkpoint is not None and _wal(warehouse).exists():
+    if _wal(warehouse).exists():
         with contextlib.suppress(duckdb.Error):  # a reader holds it: copy the WAL along
-            checkpoint(warehouse)
+            _checkpoint(warehouse)
     if warehouse.exists():
         shutil.copyfile(warehouse, work)
         if _wal(warehouse).exists():
@@ -170,8 +174,6 @@ def _compact(work: Path) -> Path:
 def promote(
     warehouse: Path,
     work: Path,
-    checkpoint: Callable[[Path], None],
-    config: dict[str, Any] | None = None,
 ) -> None:
     """Make the work copy the warehouse, compacted, in one rename.
 
@@ -179,19 +181,19 @@ def promote(
     warehouse went from 40 to 61 MB over re-runs. So the finished copy is rewritten by
     DuckDB (``COPY FROM DATABASE``: every schema, table, view and constraint; 0.4 s for
     40 MB), holding live data only, and that is renamed over the warehouse. Should DuckDB
-    refuse, the work copy itself is, after ``checkpoint`` folded its WAL into the file.
+    refuse, the work copy itself is, once its WAL is folded into the file.
     The warehouse's own WAL, if a crash left one, is already inside the copy: it is
     removed before the rename, so it can never be replayed over the new file.
     """
     compact = _compact(work)
     try:
-        _compacted_copy(work, compact, config or {})
+        _compacted_copy(work, compact)
         final = compact
     except duckdb.Error:  # DuckDB refused: publish the work copy as it is
         for leftover in (compact, _wal(compact)):
             leftover.unlink(missing_ok=True)
         if _wal(work).exists():
-            checkpoint(work)
+            _checkpoint(work)
         final = work
     if _wal(final).exists():
         raise RuntimeError(f"{final} still has a write-ahead log: not published")
@@ -201,21 +203,20 @@ def promote(
         leftover.unlink(missing_ok=True)
 
 
-def _compacted_copy(source: Path, target: Path, config: dict[str, Any]) -> None:
-    con = duckdb.connect(":memory:", config=config)
+def _checkpoint(path: Path) -> None:
+    connect(path).close()  # DuckDB checkpoints a file when its last connection closes
+
+
+def _compacted_copy(source: Path, target: Path) -> None:
+    con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
     try:
-        # ATTACH takes no parameters: the paths are ours (the validated warehouse path),
-        # quoted as SQL string literals.
-        con.execute(f"attach {_literal(source)} as source_db (read_only)")
-        con.execute(f"attach {_literal(target)} as work_db")
+        # ATTACH takes no parameters: the paths are ours (beside the validated warehouse).
+        con.execute(f"attach {path_literal(source)} as source_db (read_only)")
+        con.execute(f"attach {path_literal(target)} as work_db")
         con.execute("copy from database source_db to work_db")
         con.execute("checkpoint work_db")
     finally:
         con.close()
-
-
-def _literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def failed_copy(warehouse: Path, run_id: str) -> Path:
@@ -243,23 +244,21 @@ def discard(warehouse: Path, work: Path, run_id: str) -> Path | None:
 def writing(
     warehouse: Path,
     owner: str,
-    checkpoint: Callable[[Path], None],
     wait: bool = True,
     notify: Callable[[str], Any] | None = None,
-    config: dict[str, Any] | None = None,
 ) -> Iterator[Path]:
     """Hold the lock and yield a work copy; publish it if the block ends normally,
     keep the warehouse as it was if it raises (a writer outside Dagster: a load)."""
     lock = WarehouseLock(warehouse, owner)
     lock.acquire(wait=wait, notify=notify)
     try:
-        work = start_work(warehouse, checkpoint)
+        work = start_work(warehouse)
         try:
             yield work
         except BaseException:
             discard(warehouse, work, time.strftime("%Y%m%dT%H%M%S"))
             raise
-        promote(warehouse, work, checkpoint, config)
+        promote(warehouse, work)
     finally:
         lock.release()
 

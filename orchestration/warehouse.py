@@ -42,21 +42,7 @@ from models_py.ingest import (
     stage_records,
     synthetic_hashes,
 )
-from models_py.locations import (  # defined there once; re-exported for the pipeline
-    DEFAULT_WAREHOUSE as DEFAULT_WAREHOUSE,
-)
-from models_py.locations import (
-    DUCKDB_CONFIG,
-)
-from models_py.locations import (
-    SCHEMAS as SCHEMAS,
-)
-from models_py.locations import (
-    WAREHOUSE_ENV as WAREHOUSE_ENV,
-)
-from models_py.locations import (
-    resolve_warehouse as resolve_warehouse,
-)
+from models_py.locations import DUCKDB_CONFIG
 
 SOURCE_ENV = "INSIDERS_SOURCE"  # default source of `insiders run` and the sensor
 _WORKERS = min(4, os.cpu_count() or 1)
@@ -96,6 +82,12 @@ create table if not exists raw.loaded_files (
 );
 alter table raw.loaded_files add column if not exists is_synthetic boolean default false;
 """
+
+
+def path_literal(path: Path) -> str:
+    """A path as a SQL string literal, for the statements that take no parameters
+    (ATTACH, COPY ... TO): the one place such text is quoted."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 class WarehouseError(ValueError):

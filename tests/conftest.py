@@ -12,8 +12,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from models_py.locations import DUCKDB_CONFIG
 from orchestration.dbt_runner import run_dbt
-from orchestration.warehouse import DUCKDB_CONFIG, load_files
+from orchestration.warehouse import load_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_BY_DAY = REPO_ROOT.parent / "shared" / "data" / "online-retail" / "by-day"
@@ -141,7 +142,7 @@ def demo_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A BI snapshot published by a real ``insiders run`` over synthetic data, once for
     the session (about two minutes): what the dashboard reads."""
     from models_py.demo_data import write_demo_data
-    from orchestration.bi_snapshot import SNAPSHOT_FILE
+    from models_py.locations import SNAPSHOT_FILE
     from orchestration.cli import main
 
     root = tmp_path_factory.mktemp("bi_demo")

@@ -12,17 +12,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.bi_snapshot import (
+from models_py.locations import (
+    DUCKDB_CONFIG,
     PARQUET_LINK,
     SCHEMA_VERSION,
     SNAPSHOT_FILE,
-    SNAPSHOT_TABLES,
-    VERSIONS_DIR,
-    publish_snapshot,
     resolve_bi_dir,
 )
+from orchestration.bi_snapshot import SNAPSHOT_TABLES, VERSIONS_DIR, publish_snapshot
 from orchestration.dbt_runner import run_dbt
-from orchestration.warehouse import DUCKDB_CONFIG
 from tests.conftest import query, scalar
 
 

@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from models_py.demo_data import write_demo_data
+from models_py.locations import DUCKDB_CONFIG
 from orchestration.cli import exposure_warning, main
-from orchestration.warehouse import DUCKDB_CONFIG
 from tests.test_ingest import DAILY, HEADER, UCI
 
 DATA_LINES = len(DAILY.strip().splitlines()) - 1
@@ -319,7 +319,7 @@ def test_the_dashboard_warns_loudly_off_loopback(
 ) -> None:
     """Before: `insiders dashboard --address 0.0.0.0` served the answers to the
     network without a word."""
-    from orchestration.bi_snapshot import SNAPSHOT_ENV
+    from models_py.locations import SNAPSHOT_ENV
 
     monkeypatch.setenv(SNAPSHOT_ENV, "")  # restored afterwards: _dashboard sets it
     calls: list[list[str]] = []

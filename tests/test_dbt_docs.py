@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from models_py.locations import WAREHOUSE_ENV
 from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR
-from orchestration.warehouse import WAREHOUSE_ENV
 
 
 def test_docs_generate_describes_every_model_and_column(demo_warehouse: Path, tmp_path: Path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from orchestration.warehouse import WAREHOUSE_ENV
+from models_py.locations import WAREHOUSE_ENV
 from tests.conftest import environ_restored
 
 LEAKED = "/nowhere/leaked-by-a-previous-test.duckdb"

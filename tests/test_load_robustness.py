@@ -21,14 +21,9 @@ import yaml
 import orchestration.warehouse as warehouse_module
 from models_py.demo_data import write_demo_data
 from models_py.ingest import SYNTHETIC_MARKER, display_path, split_file
+from models_py.locations import DUCKDB_CONFIG
 from orchestration.dbt_runner import DBT_PROFILES_DIR, run_dbt
-from orchestration.warehouse import (
-    DUCKDB_CONFIG,
-    WarehouseError,
-    check_warehouse,
-    connect,
-    load_files,
-)
+from orchestration.warehouse import WarehouseError, check_warehouse, connect, load_files
 from tests.test_ingest import DAILY, HEADER, UCI
 
 DATA_LINES = len(DAILY.strip().splitlines()) - 1  # the header is no row

@@ -25,6 +25,7 @@ import pytest
 from models_py.clustering import ClusteringConfig
 from models_py.demo_data import write_demo_data
 from models_py.insiders_definitions import TRAINED
+from models_py.locations import DUCKDB_CONFIG
 from models_py.rolling_evaluation import decide_at, refit_specification
 from orchestration.dbt_runner import run_dbt
 from orchestration.insiders_steps import (
@@ -34,7 +35,7 @@ from orchestration.insiders_steps import (
     SCORES,
     read_inputs,
 )
-from orchestration.warehouse import DUCKDB_CONFIG, load_files
+from orchestration.warehouse import load_files
 
 # What the rolling evaluation reads, and its parents (seeds included).
 SELECTED = (

@@ -246,7 +246,7 @@ def published_answer(warehouse: Path) -> dict[str, object]:
     """Everything a reader of the last complete run sees, to compare before and after a
     failed run: every ``ml`` and ``insiders`` table row for row, the BI snapshot (file
     bytes and the Parquet version it links to) and the report files."""
-    from orchestration.bi_snapshot import SNAPSHOT_FILE
+    from models_py.locations import SNAPSHOT_FILE
 
     tables = [
         f"{schema}.{name}"

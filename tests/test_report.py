@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from models_py import published
+from models_py.locations import DUCKDB_CONFIG
 from models_py.report import (
     DEFINITION_SECTION,
     REPORT_TABLES,
@@ -26,7 +27,6 @@ from models_py.report import (
 )
 from orchestration.dbt_runner import run_dbt
 from orchestration.report_asset import read_report_tables, write_report
-from orchestration.warehouse import DUCKDB_CONFIG
 
 # The marketing team's questions, in the order they asked them (the contract of
 # insiders.answers, which the dashboard codes against too).

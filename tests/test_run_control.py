@@ -268,7 +268,7 @@ def test_only_a_killed_runs_lock_looks_dead(tmp_path: Path) -> None:
 
 
 def test_a_discarded_copy_leaves_the_warehouse_and_is_kept(tmp_path: Path) -> None:
-    from orchestration.warehouse import DUCKDB_CONFIG
+    from models_py.locations import DUCKDB_CONFIG
 
     warehouse = tmp_path / "insiders_warehouse.duckdb"
     con = duckdb.connect(str(warehouse), config=DUCKDB_CONFIG)
@@ -313,7 +313,7 @@ def test_promote_compacts_and_keeps_every_object(tmp_path: Path) -> None:
     """Replaced tables leave free blocks in a DuckDB file (the real warehouse grew from
     40 to 61 MB over re-runs): the published file holds live data only, and every
     table, view and constraint of the work copy."""
-    from orchestration.warehouse import DUCKDB_CONFIG
+    from models_py.locations import DUCKDB_CONFIG
 
     warehouse = tmp_path / "insiders_warehouse.duckdb"
     con = duckdb.connect(str(warehouse), config=DUCKDB_CONFIG)
@@ -328,7 +328,7 @@ def test_promote_compacts_and_keeps_every_object(tmp_path: Path) -> None:
     bloated = warehouse.stat().st_size
 
     work = run_control.start_work(warehouse)
-    run_control.promote(warehouse, work, lambda path: None, DUCKDB_CONFIG)
+    run_control.promote(warehouse, work)
 
     assert warehouse.stat().st_size < bloated / 2
     assert not work.exists()
