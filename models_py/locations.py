@@ -25,12 +25,18 @@ SCHEMAS: tuple[str, ...] = ("raw", "staging", "intermediate", "marts", "ml", "in
 
 # The configuration of every DuckDB connection the project opens: never install or load
 # an extension behind our back (there may be no internet, and a file that is not DuckDB
-# must not make DuckDB fetch a scanner for it). profiles/profiles.yml passes the same to
-# dbt as ``config_options``: DuckDB refuses a second connection to a file in one process
-# with another configuration.
-DUCKDB_CONFIG: dict[str, bool] = {
+# must not make DuckDB fetch a scanner for it), and a memory limit, so that SQL larger
+# than it spills to disk (``<warehouse>.tmp`` beside the warehouse file, DuckDB's
+# default) instead of taking the machine's memory (DuckDB's own default is 80% of RAM).
+# profiles/profiles.yml passes the same to dbt as ``config_options``: DuckDB refuses a
+# second connection to a file in one process with another configuration, memory limit
+# included. The limit is read once, when this module is imported.
+MEMORY_LIMIT_ENV = "INSIDERS_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "4GB"
+DUCKDB_CONFIG: dict[str, bool | str] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "memory_limit": os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT,
 }
 
 # The BI snapshot: ``<bi dir>/insiders_bi.duckdb`` and ``<bi dir>/parquet/`` (a link to the

@@ -207,8 +207,19 @@ def _checkpoint(path: Path) -> None:
     connect(path).close()  # DuckDB checkpoints a file when its last connection closes
 
 
+# The copy streams table by table; more memory only lets DuckDB buffer more of it (under
+# the default limit it took 1.76 GiB at 30x the real data, 1.07 GiB with this one).
+_COMPACTION_MEMORY = "1GB"
+
+
 def _compacted_copy(source: Path, target: Path) -> None:
-    con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
+    """``COPY FROM DATABASE`` into a new file, under a memory limit of its own, spilling
+    beside the warehouse (an in-memory database would spill into the current folder)."""
+    spill = target.parent / ".tmp"
+    con = duckdb.connect(
+        ":memory:",
+        config={**DUCKDB_CONFIG, "memory_limit": _COMPACTION_MEMORY, "temp_directory": str(spill)},
+    )
     try:
         # ATTACH takes no parameters: the paths are ours (beside the validated warehouse).
         con.execute(f"attach {path_literal(source)} as source_db (read_only)")
@@ -217,6 +228,7 @@ def _compacted_copy(source: Path, target: Path) -> None:
         con.execute("checkpoint work_db")
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def failed_copy(warehouse: Path, run_id: str) -> Path:

@@ -6,6 +6,11 @@ already loaded under another path is skipped, so a copy cannot double the revenu
 All files of one call are written in a single transaction: a crash leaves the
 warehouse as it was.
 
+Memory does not grow with the input: files are hashed in blocks, then split, typed and
+inserted in batches of :data:`BATCH_BYTES` of CSV (a file larger than ``CHUNK_BYTES``
+alone, chunk by chunk), each batch gone before the next is read, all in that one
+transaction. 30 times the real data (16 M lines, 1.4 GB) loads in under 1 GiB.
+
 Synthetic demo data (files listed in their folder's ``SYNTHETIC_MARKER`` manifest) is
 marked ``is_synthetic`` in ``raw.loaded_files``. It never mixes with real data: the
 first real file loaded removes every synthetic file's rows in the same transaction, and
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,14 +37,17 @@ from typing import Any
 import duckdb
 
 from models_py.ingest import (
+    CHUNK_BYTES,
     COMPRESSED_SUFFIXES,
     STAGED_TABLE,
     SYNTHETIC_MARKER,
-    RawFile,
+    FileInfo,
+    FileSplitter,
+    Piece,
     TransactionFileError,
     display_path,
-    file_sha256,
-    split_file,
+    hash_file,
+    read_header,
     stage_records,
     synthetic_hashes,
 )
@@ -197,7 +206,7 @@ class LoadReport:
     lists the synthetic demo files whose rows this load removed.
     """
 
-    loaded: list[RawFile] = field(default_factory=list)
+    loaded: list[FileInfo] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[TransactionFileError] = field(default_factory=list)
     rows_loaded: int = 0
@@ -300,19 +309,75 @@ def _scan(root: Path) -> Iterator[Found]:
         yield TransactionFileError(where, f"cannot read the directory ({error.strerror})")
 
 
-def _read(item: Path) -> tuple[Path, bytes, str] | TransactionFileError:
+# Files are split, typed and inserted in batches of at most this many bytes of CSV, so
+# the loader's memory does not grow with the input (about 5x a batch at its peak: the
+# Arrow records and DuckDB's typed copy); a file larger than CHUNK_BYTES is streamed
+# in chunks, alone. All batches are written in one transaction.
+BATCH_BYTES = 32 * 2**20
+# While a load runs, DuckDB may keep at most this much (or the configured limit if
+# lower): the load's uncommitted rows stay in its buffer pool (about 13 MB per million
+# lines) until evicted, so under the configured 4 GB a load of 100 times the real data
+# would hold 700 MB of them. Evicting costs nothing: they are already written to the
+# file. The configured limit is set back when the load ends.
+LOAD_MEMORY_LIMIT = "512MB"
+# The staging DuckDB (typing one batch, in memory): room for a batch's typed copy.
+_STAGING_MEMORY_LIMIT = "1GB"
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*")
+_UNITS = {
+    "": 1, "b": 1, "byte": 1, "bytes": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A file found by the scan, hashed and its head checked, before it is split."""
+
+    file: Path
+    path: str  # display_path(file)
+    sha256: str
+    size: int
+    problem: TransactionFileError | None  # read_header's verdict
+
+
+def _probe(item: Path) -> _Job | TransactionFileError:
+    """Hash a file (in blocks: nothing kept) and check its head; an unreadable file is
+    an error, a file that is no transaction file a job that will fail."""
     try:
-        data = item.read_bytes()
+        size = item.stat().st_size
+        sha = hash_file(item)
     except OSError as exc:
         return TransactionFileError(item, f"cannot read ({exc.strerror})")
-    return item, data, file_sha256(data)
-
-
-def _split(job: tuple[Path, bytes, str]) -> RawFile | TransactionFileError:
     try:
-        return split_file(*job)
+        read_header(item)
+    except TransactionFileError as exc:
+        return _Job(item, display_path(item), sha, size, exc)
+    return _Job(item, display_path(item), sha, size, None)
+
+
+def _split_whole(job: _Job) -> tuple[FileInfo, list[Piece]] | TransactionFileError:
+    """Split one file (at most CHUNK_BYTES) into pieces, in a worker thread."""
+    splitter = FileSplitter(job.file, job.sha256, CHUNK_BYTES)
+    try:
+        pieces = list(splitter.pieces())
     except TransactionFileError as exc:
         return exc
+    return splitter.info(), pieces
+
+
+def _batches(jobs: list[_Job], limit: int) -> Iterator[list[_Job]]:
+    """Consecutive runs of jobs holding at most ``limit`` bytes (or one larger file)."""
+    batch: list[_Job] = []
+    size = 0
+    for job in jobs:
+        if batch and size + job.size > limit:
+            yield batch
+            batch, size = [], 0
+        batch.append(job)
+        size += job.size
+    if batch:
+        yield batch
 
 
 _NOT_BESIDE_REAL = "synthetic demo data: not loaded into a warehouse that holds real data"
@@ -321,12 +386,19 @@ _NOT_BESIDE_REAL = "synthetic demo data: not loaded into a warehouse that holds 
 def load_files(warehouse: Path, paths: Sequence[str | os.PathLike[str]]) -> LoadReport:
     """Load files and directories into ``raw``; see the module docstring for the rules.
 
-    Reading, hashing and splitting run on a small thread pool: Arrow's CSV reader and
-    hashlib release the GIL, so the cores share the work of many daily files.
+    Two passes over the files, neither holding more than a batch: the first hashes
+    each file in blocks and checks its head (so unchanged files, copies and files that
+    are no transaction files are known before anything is written); the second splits,
+    types and inserts the files in batches of :data:`BATCH_BYTES`, all in one
+    transaction. Hashing and splitting run on a small thread pool: Arrow's CSV reader
+    and hashlib release the GIL, so the cores share the work of many daily files.
     """
     report = LoadReport()
     con = connect(warehouse)
+    configured = str(DUCKDB_CONFIG["memory_limit"])
     try:
+        # Bound parameters: the configured limit comes from the environment.
+        con.execute("set memory_limit = ?", [min(configured, LOAD_MEMORY_LIMIT, key=_size_bytes)])
         known: dict[str, tuple[str, bool]] = {
             source: (sha, bool(synthetic))
             for source, sha, synthetic in con.execute(
@@ -341,13 +413,13 @@ def load_files(warehouse: Path, paths: Sequence[str | os.PathLike[str]]) -> Load
                 report.failed.append(item)
             elif isinstance(item, SkippedFile):
                 report.skipped.append((item.path, item.reason))
-        jobs: list[tuple[Path, bytes, str]] = []
+        jobs: list[_Job] = []
         with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-            for read in pool.map(_read, [f for f in found if isinstance(f, Path)]):
-                if isinstance(read, TransactionFileError):
-                    report.failed.append(read)
+            for probed in pool.map(_probe, [f for f in found if isinstance(f, Path)]):
+                if isinstance(probed, TransactionFileError):
+                    report.failed.append(probed)
                     continue
-                source, sha = display_path(read[0]), read[2]
+                source, sha = probed.path, probed.sha256
                 if known.get(source, ("",))[0] == sha:
                     report.skipped.append((source, "unchanged"))
                 elif sha in owner_of and owner_of[sha] != source:
@@ -356,39 +428,78 @@ def load_files(warehouse: Path, paths: Sequence[str | os.PathLike[str]]) -> Load
                     )
                 else:
                     owner_of[sha] = source
-                    jobs.append(read)
+                    jobs.append(probed)
+            report.failed.extend(job.problem for job in jobs if job.problem is not None)
+            jobs = [job for job in jobs if job.problem is None]
             manifests: dict[Path, frozenset[str]] = {}
-            for job, parsed in zip(jobs, pool.map(_split, jobs), strict=True):
-                if isinstance(parsed, TransactionFileError):
-                    report.failed.append(parsed)
-                    continue
-                folder = job[0].parent
+            synthetic: dict[str, bool] = {}
+            for job in jobs:
+                folder = job.file.parent
                 if folder not in manifests:
                     manifests[folder] = synthetic_hashes(folder)
-                report.loaded.append(
-                    dataclasses.replace(parsed, synthetic=parsed.sha256 in manifests[folder])
+                synthetic[job.path] = job.sha256 in manifests[folder]
+            if holds_real or any(not synthetic[job.path] for job in jobs):
+                report.skipped.extend(
+                    (job.path, _NOT_BESIDE_REAL) for job in jobs if synthetic[job.path]
                 )
-        if holds_real or any(not f.synthetic for f in report.loaded):
-            report.skipped.extend((f.path, _NOT_BESIDE_REAL) for f in report.loaded if f.synthetic)
-            report.loaded = [f for f in report.loaded if not f.synthetic]
-            report.removed_synthetic = sorted(
-                source for source, (_, synthetic) in known.items() if synthetic
-            )
-        if report.loaded:
-            _write(con, report.loaded, report)
-        else:
-            report.removed_synthetic = []
+                jobs = [job for job in jobs if not synthetic[job.path]]
+                report.removed_synthetic = sorted(
+                    source for source, (_, is_synthetic) in known.items() if is_synthetic
+                )
+            if jobs:
+                # Typing runs in a DuckDB of its own (see _insert), spilling beside the
+                # warehouse as the warehouse's own connection does, not in the cwd.
+                staging = duckdb.connect(
+                    ":memory:",
+                    config={
+                        **DUCKDB_CONFIG,
+                        "memory_limit": _STAGING_MEMORY_LIMIT,
+                        "temp_directory": f"{warehouse}.tmp",
+                    },
+                )
+                try:
+                    _write(con, staging, pool, jobs, synthetic, set(known), report)
+                finally:
+                    staging.close()
+            else:
+                report.removed_synthetic = []
     finally:
-        con.close()
+        try:  # another connection in this process may share the database instance
+            con.execute("set memory_limit = ?", [configured])
+        finally:
+            con.close()
     return report
 
 
-def _write(con: duckdb.DuckDBPyConnection, files: list[RawFile], report: LoadReport) -> None:
-    """Replace the rows of ``files`` (and remove ``report.removed_synthetic``'s) in one
-    transaction: any failure rolls all of it back."""
+def _size_bytes(text: str) -> float:
+    """Bytes of a DuckDB memory size (``4GB``, ``512 MiB``); infinite if not of that
+    form (DuckDB judges it when it connects), so the loader's own limit applies."""
+    match = _SIZE.fullmatch(text)
+    if match is None or match[2].lower() not in _UNITS:
+        return float("inf")
+    return float(match[1]) * _UNITS[match[2].lower()]
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    staging: duckdb.DuckDBPyConnection,
+    pool: ThreadPoolExecutor,
+    jobs: list[_Job],
+    synthetic: dict[str, bool],
+    known: set[str],
+    report: LoadReport,
+) -> None:
+    """Replace the rows of ``jobs``' files (and remove ``report.removed_synthetic``'s)
+    in one transaction: any failure rolls all of it back.
+
+    Files up to CHUNK_BYTES are split on the pool a batch at a time; a larger file is
+    streamed alone, piece by piece. A file that fails before its first piece (it changed
+    into something that is no transaction file since it was probed) fails alone and
+    keeps its earlier rows; one that cannot be read to its end (an I/O error) is not in
+    the warehouse after the load, old rows included, and is reported failed.
+    """
     con.execute("begin transaction")
     try:
-        stage_records(con, files)
         if report.removed_synthetic:
             con.execute(
                 """
@@ -399,70 +510,173 @@ def _write(con: duckdb.DuckDBPyConnection, files: list[RawFile], report: LoadRep
                 delete from raw.loaded_files where is_synthetic;
                 """
             )
-        con.execute(
-            f"""
-            delete from raw.transactions
-            where source_file in (select distinct source_file from {STAGED_TABLE});
-            delete from raw.quarantined_rows
-            where source_file in (select distinct source_file from {STAGED_TABLE});
-            insert into raw.transactions
-            select
-                InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice,
-                CustomerID, Country, source_file, source_line
-            from {STAGED_TABLE}
-            where reason is null;
-            insert into raw.quarantined_rows
-            select source_file, source_line, raw_record, reason
-            from {STAGED_TABLE}
-            where reason is not null;
-            """
-        )
-        counts = dict(
-            (row[0], (row[1], row[2]))
-            for row in con.execute(
-                f"""
-                select source_file, count(*) filter (where reason is null),
-                    count(*) filter (where reason is not null)
-                from {STAGED_TABLE} group by source_file
-                """
-            ).fetchall()
-        )
+        counts: dict[str, list[int]] = {}
+        done: dict[str, FileInfo] = {}
+        small = [job for job in jobs if job.size <= CHUNK_BYTES]
+        for batch in _batches(small, BATCH_BYTES):
+            pieces: list[Piece] = []
+            replace: list[str] = []
+            for split in pool.map(_split_whole, batch):
+                if isinstance(split, TransactionFileError):
+                    report.failed.append(split)
+                    continue
+                info, file_pieces = split
+                done[info.path] = info
+                pieces += file_pieces
+                if info.path in known:
+                    replace.append(info.path)
+            _insert(con, staging, pieces, replace, counts)
+            del pieces
+        for job in jobs:
+            if job.size > CHUNK_BYTES:
+                info = _stream(con, staging, job, job.path in known, counts, report)
+                if info is not None:
+                    done[info.path] = info
         rows = []
-        for f in files:
-            loaded, quarantined = counts.get(f.path, (0, 0))
+        for job in jobs:
+            if job.path not in done:
+                continue
+            info = dataclasses.replace(done[job.path], synthetic=synthetic[job.path])
+            report.loaded.append(info)
+            loaded, quarantined = counts.get(info.path, (0, 0))
             rows.append(
                 (
-                    f.path,
-                    f.sha256,
-                    f.layout,
-                    f.encoding,
-                    f.raw_lines,
+                    info.path,
+                    info.sha256,
+                    info.layout,
+                    info.encoding,
+                    info.raw_lines,
                     loaded,
                     quarantined,
-                    f.synthetic,
+                    info.synthetic,
                 )
             )
             report.rows_loaded += loaded
             report.rows_quarantined += quarantined
         _record_files(con, rows)
-        con.execute(f"drop table {STAGED_TABLE}")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
+        report.loaded = []
         report.rows_loaded = report.rows_quarantined = 0
         report.removed_synthetic = []
         raise
+    # Fold the load into the file now, under the load's memory limit: DuckDB checkpoints
+    # when the connection closes, after the configured limit is back, and a checkpoint of
+    # 16 M new rows then took 1.3 GB.
+    con.execute("checkpoint")
+
+
+def _stream(
+    con: duckdb.DuckDBPyConnection,
+    staging: duckdb.DuckDBPyConnection,
+    job: _Job,
+    replaces: bool,
+    counts: dict[str, list[int]],
+    report: LoadReport,
+) -> FileInfo | None:
+    """Load one large file piece by piece (one chunk's records in memory at a time)."""
+    splitter = FileSplitter(job.file, job.sha256, CHUNK_BYTES)
+    started = False
+    try:
+        for piece in splitter.pieces():
+            replace = [job.path] if replaces and not started else []
+            _insert(con, staging, [piece], replace, counts)
+            started = True
+    except TransactionFileError as exc:
+        report.failed.append(exc)
+        counts.pop(job.path, None)
+        if started:
+            for table in ("transactions", "quarantined_rows", "loaded_files"):
+                con.execute(f"delete from raw.{table} where source_file = ?", [job.path])
+        return None
+    return splitter.info()
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    staging: duckdb.DuckDBPyConnection,
+    pieces: list[Piece],
+    replace: list[str],
+    counts: dict[str, list[int]],
+) -> None:
+    """Type ``pieces`` and append them to ``raw`` (first removing the rows of the files
+    in ``replace``, loaded before); add each file's loaded and quarantined rows to
+    ``counts``.
+
+    The records are typed in ``staging``, a DuckDB of their own in memory, outside the
+    load's transaction, and stream from there into ``raw`` as Arrow record batches: a
+    table dropped inside the transaction would be kept until the commit (for a
+    rollback), so every batch's typed copy would stay in memory to the end of the load
+    (10x the real data peaked at 2.2 GB so, at 1 GB with this).
+    """
+    if replace:
+        for table in ("transactions", "quarantined_rows"):
+            con.execute(f"delete from raw.{table} where list_contains(?, source_file)", [replace])
+    if not pieces:
+        return
+    try:
+        stage_records(staging, pieces)
+        for table, columns, keep in (
+            ("transactions", _TRANSACTION_COLUMNS, "reason is null"),
+            (
+                "quarantined_rows",
+                "source_file, source_line, raw_record, reason",
+                "reason is not null",
+            ),
+        ):
+            rows = staging.sql(f"select {columns} from {STAGED_TABLE} where {keep}")
+            rows = rows.to_arrow_reader()
+            con.register("ingest_typed_rows", rows)
+            try:
+                con.execute(f"insert into raw.{table} select * from ingest_typed_rows")
+            finally:
+                con.unregister("ingest_typed_rows")
+        for source, loaded, quarantined in staging.execute(
+            f"""
+            select source_file, count(*) filter (where reason is null),
+                count(*) filter (where reason is not null)
+            from {STAGED_TABLE} group by source_file
+            """
+        ).fetchall():
+            total = counts.setdefault(source, [0, 0])
+            total[0] += loaded
+            total[1] += quarantined
+    finally:
+        staging.execute(f"drop table if exists {STAGED_TABLE}")
+
+
+_TRANSACTION_COLUMNS = (
+    "InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, "
+    "Country, source_file, source_line"
+)
+
+
+_FILE_COLUMNS = (
+    "source_file",
+    "file_sha256",
+    "layout",
+    "encoding",
+    "raw_lines",
+    "loaded_rows",
+    "quarantined_rows",
+    "is_synthetic",
+)
 
 
 def _record_files(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
-    """One ``raw.loaded_files`` row per file: what it held and how it was read."""
-    con.executemany(
-        """
-        insert or replace into raw.loaded_files (
-            source_file, file_sha256, layout, encoding, raw_lines, loaded_rows,
-            quarantined_rows, is_synthetic, loaded_at
-        )
-        values (?, ?, ?, ?, ?, ?, ?, ?, current_localtimestamp())
+    """One ``raw.loaded_files`` row per file: what it held and how it was read.
+
+    One statement, the rows bound as one list parameter: ``executemany`` ran one
+    insert per file, 0.44 s of the real data's 1.5 s load (305 files)."""
+    if not rows:
+        return
+    columns = ", ".join(_FILE_COLUMNS)
+    con.execute(
+        f"""
+        insert or replace into raw.loaded_files ({columns}, loaded_at)
+        select {columns}, current_localtimestamp()
+        from (select unnest(?, recursive := true))
         """,
-        rows,
+        [[dict(zip(_FILE_COLUMNS, row, strict=True)) for row in rows]],
     )

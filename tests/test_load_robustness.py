@@ -9,19 +9,24 @@ Every test runs real files through real DuckDB; expected values come from the in
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
+import jinja2
 import pytest
 import yaml
 
+import models_py.ingest as ingest_module
 import orchestration.warehouse as warehouse_module
 from models_py.demo_data import write_demo_data
 from models_py.ingest import SYNTHETIC_MARKER, display_path, split_file
-from models_py.locations import DUCKDB_CONFIG
+from models_py.locations import DEFAULT_MEMORY_LIMIT, DUCKDB_CONFIG
 from orchestration.dbt_runner import DBT_PROFILES_DIR, run_dbt
 from orchestration.warehouse import WarehouseError, check_warehouse, connect, load_files
 from tests.test_ingest import DAILY, HEADER, UCI
@@ -181,19 +186,81 @@ def test_dbt_in_this_process_opens_the_warehouse_with_the_same_configuration(
     connection to the file with another configuration: the profile's config_options
     must equal DUCKDB_CONFIG, or the next connect() fails (``settings`` would not do:
     dbt-duckdb SETs them after connecting)."""
-    profile = yaml.safe_load((DBT_PROFILES_DIR / "profiles.yml").read_text())
-    output = profile["insiders"]["outputs"]["duckdb"]
-    assert output["config_options"] == DUCKDB_CONFIG
+    for target in ("duckdb", "dev"):
+        assert rendered_profile(target)["config_options"] == DUCKDB_CONFIG
     path = tmp_path / "warehouse.duckdb"
     connect(path).close()
     assert run_dbt("seed", path)
     con = connect(path)  # raised "different configuration" with a mismatched profile
     try:
-        assert con.execute("select current_setting('autoload_known_extensions')").fetchone() == (
-            False,
-        )
+        assert con.execute(
+            "select current_setting('autoload_known_extensions'), current_setting('memory_limit'),"
+            " current_setting('temp_directory')"
+        ).fetchone() == (False, duckdb_size(DEFAULT_MEMORY_LIMIT), f"{path}.tmp")
     finally:
         con.close()
+
+
+def rendered_profile(target: str) -> dict:
+    """The dbt profile's output as dbt renders it (``env_var(name, default)``: the
+    variable if set, else the default), in this process's environment."""
+    text = (DBT_PROFILES_DIR / "profiles.yml").read_text()
+    rendered = jinja2.Template(text).render(
+        env_var=lambda name, default=None: os.environ.get(name, default)
+    )
+    return yaml.safe_load(rendered)["insiders"]["outputs"][target]
+
+
+def duckdb_size(limit: str) -> str:
+    """How DuckDB itself shows a memory limit (``4GB`` is ``3.7 GiB``)."""
+    con = duckdb.connect(config={"memory_limit": limit})
+    try:
+        return con.execute("select current_setting('memory_limit')").fetchone()[0]
+    finally:
+        con.close()
+
+
+_WITH_A_SMALL_LIMIT = """
+import sys
+from pathlib import Path
+import duckdb
+from models_py.locations import DEFAULT_MEMORY_LIMIT, DUCKDB_CONFIG
+from orchestration.dbt_runner import run_dbt
+from orchestration.warehouse import connect, load_files
+path = Path(sys.argv[1])
+load_files(path, [sys.argv[2]])
+assert run_dbt("seed", path)
+con = connect(path)  # dbt's connection is still open: same configuration, or refused
+limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+# Sorting 6 M strings (about 400 MB) under a 64 MB limit: spilled, not refused.
+rows = con.execute(
+    "select count(*) from (select md5(cast(i as varchar)) as m from range(6000000) t(i) "
+    "order by m)"
+).fetchone()[0]
+print("\\nRESULT", DUCKDB_CONFIG["memory_limit"], limit, rows, sep="|")
+"""
+
+
+def test_the_memory_limit_comes_from_the_environment_for_every_connection(
+    tmp_path: Path, write_file
+) -> None:
+    """INSIDERS_DUCKDB_MEMORY_LIMIT reaches the loader's connections and dbt's alike (one
+    process: DuckDB refuses a second connection with another configuration); the loader
+    hands the configured limit back when it is done, and SQL beyond it spills to
+    ``<warehouse>.tmp`` instead of failing."""
+    path = tmp_path / "warehouse.duckdb"
+    env = dict(os.environ, INSIDERS_DUCKDB_MEMORY_LIMIT="64MB")
+    done = subprocess.run(
+        [sys.executable, "-c", _WITH_A_SMALL_LIMIT, str(path), str(write_file("d.csv", DAILY))],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=DBT_PROFILES_DIR.parent,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result] = [line for line in done.stdout.splitlines() if line.startswith("RESULT|")]
+    assert result.split("|")[1:] == ["64MB", duckdb_size("64MB"), "6000000"]
 
 
 # 3. A file name that is not UTF-8 ----------------------------------------------------
@@ -471,3 +538,144 @@ def test_a_failure_after_the_delete_rolls_everything_back(
     uci_lines = len(UCI.strip().splitlines()) - 1
     assert (report.rows_loaded, report.rows_quarantined) == (1 + uci_lines, 1)
     assert report.removed_synthetic == [str(demo.path)]
+
+
+# 8. Any size in bounded memory: batches and chunks change nothing ---------------------
+
+
+def _odd_files(folder: Path) -> dict[str, Path]:
+    """Files with every quirk the splitter handles, long enough for many small chunks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    day = "2010-12-01 08:26:00"
+    good = [
+        f"5{n:05},85123A,HEART T-LIGHT {n},6,{day},2.55,17850.0,United Kingdom" for n in range(300)
+    ]
+    files = {
+        "daily": "\n".join([HEADER, *good]) + "\n",
+        # Records spanning lines (one across many chunks), blank lines, bad fields and
+        # values, a CRLF line: the csv-module path from the first odd chunk on.
+        "messy": "\n".join(
+            [
+                HEADER,
+                *good[:120],
+                '536366,22633,"HAND WARMER\nUNION JACK",6,2010-12-01 08:28:00,1.85,17850.0,UK',
+                "",
+                "536370,22728,ALARM CLOCK,24,2010-12-01 08:45:00,3.75,12583.0",
+                '536371,22086,"' + "LONG\n" * 200 + '",80,2010-12-01 09:00:00,2.55,abc,UK',
+                "536372,22632,HAND WARMER,six,2010-12-01 09:01:00,1.85,17850.0,UK\r",
+                *good[120:],
+            ]
+        )
+        + "\n",
+        # The first three dates are UCI's, the next 297 daily: the layout is the first
+        # 100 records' majority (daily), although the first chunks hold UCI dates only.
+        "votes": "\n".join(
+            [
+                HEADER,
+                *(line.replace(day, "12/1/2010 8:26") for line in good[:3]),
+                *good[3:],
+            ]
+        )
+        + "\n",
+    }
+    paths = {name: folder / f"{name}.csv" for name in files}
+    for name, text in files.items():
+        paths[name].write_text(text)
+    # cp1252 lines in the first chunks, UTF-8 beyond ASCII only near the end: the label
+    # counts every cp1252 line of the file.
+    kaggle = folder / "kaggle.csv"
+    kaggle.write_bytes(
+        (HEADER + ",\n").encode()
+        + b"".join(
+            f"5{n:05},22635,POUND \xa3 {n},3,01-Dec-10,0.85,13047,United Kingdom,\n".encode(
+                "latin-1"
+            )
+            for n in range(40)
+        )
+        + b"".join(
+            f"6{n:05},22636,PLAIN {n},3,01-Dec-10,0.85,13047,United Kingdom,\n".encode()
+            for n in range(200)
+        )
+        + "700000,22637,CAFÉ CRÈME,1,01-Dec-10,1.0,13047,France,\n".encode()
+    )
+    paths["kaggle"] = kaggle
+    bom = folder / "bom.csv"
+    bom.write_bytes(codecs_bom() + files["daily"].replace("\n", "\r\n").encode())
+    paths["bom"] = bom
+    # A NUL byte past the binary probe: the csv module stops there, the rest is one
+    # quarantined record.
+    nul = folder / "nul.csv"
+    filler = "\n".join(good * 3)
+    assert len(filler) > 65536
+    nul.write_bytes((HEADER + "\n" + filler + "\n").encode() + b"5\x00,x\n" + good[0].encode())
+    paths["nul"] = nul
+    return paths
+
+
+def codecs_bom() -> bytes:
+    return b"\xef\xbb\xbf"
+
+
+def test_tiny_batches_and_chunks_load_exactly_what_one_read_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file larger than the chunk size is split at line ends, chunk by chunk, and the
+    files are typed and inserted batch by batch: every row, line number, reason, layout,
+    encoding and count must be what the same files give read whole at once."""
+    paths = _odd_files(tmp_path / "in")
+    whole = tmp_path / "whole.duckdb"
+    load_files(whole, [tmp_path / "in"])
+    monkeypatch.setattr(warehouse_module, "CHUNK_BYTES", 512)  # the long record spans 2
+    monkeypatch.setattr(warehouse_module, "BATCH_BYTES", 4096)
+    monkeypatch.setattr(ingest_module, "_EXACT_PIECE_ROWS", 7)
+    chunked = tmp_path / "chunked.duckdb"
+    report = load_files(chunked, [tmp_path / "in"])
+    assert not report.failed
+    assert raw_state(chunked) == raw_state(whole)
+    # And what that is, from the inputs:
+    files = {
+        Path(r[0]).stem: r[2:]
+        for r in rows_of(chunked, "select * exclude (loaded_at) from raw.loaded_files")
+    }
+    assert files["votes"][:2] == ("daily", "utf-8")
+    assert files["kaggle"][:2] == ("kaggle", "utf-8 (40 lines cp1252)")
+    assert files["bom"][:2] == ("daily", "utf-8")
+    for name, path in paths.items():
+        raw_lines, loaded, quarantined = files[name][2:5]
+        assert raw_lines == loaded + quarantined
+        if name != "nul":  # the csv module stops at the NUL: one record from there on
+            assert raw_lines == _records(path), name
+    assert rows_of(
+        chunked,
+        "select source_line, reason from raw.quarantined_rows where source_file = ? order by 1",
+        [str(paths["votes"])],
+    ) == [(n, "bad InvoiceDate '12/1/2010 8:26' (expected YYYY-MM-DD HH:MM:SS)") for n in (2, 3, 4)]
+    messy = rows_of(
+        chunked,
+        "select source_line, reason from raw.quarantined_rows where source_file = ? order by 1",
+        [str(paths["messy"])],
+    )
+    assert messy == [
+        (124, "blank line"),
+        (125, "expected 8 fields, found 7"),
+        (126, "bad CustomerID 'abc'"),
+        (327, "bad Quantity 'six'"),
+    ]
+    assert rows_of(
+        chunked,
+        "select min(source_line), max(source_line) from raw.transactions where source_file = ?",
+        [str(paths["messy"])],
+    ) == [(2, 327 + len(paths["messy"].read_text().splitlines()[327:]))]
+
+
+def _records(path: Path) -> int:
+    """Records after the header as Python's csv module reads the file: the independent
+    count (every line of these files decodes the same in cp1252 or UTF-8 alike)."""
+    import csv
+
+    data = path.read_bytes().removeprefix(codecs_bom())
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252")
+    return sum(1 for _ in csv.reader(io.StringIO(text, newline=""))) - 1
