@@ -7,8 +7,11 @@ horizon was over, and every candidate definition picks its members; at every
 evaluation origin each definition is scored on the horizon's revenue and each group's
 revenue is forecast. Everything at a date is decided from the data before it
 (:func:`decide_at`; a test deletes the lines after an origin and gets the same
-decision). Pure functions over DataFrames: orchestration reads dbt's tables, calls
-:func:`evaluate` and writes the ``ml`` tables; dbt chooses the definition.
+decision). Pure functions over DataFrames: orchestration reads dbt's tables (one
+date at a time, :class:`EvaluationInputs`), calls :func:`evaluate` (the monthly refit)
+or :func:`score_current` (the daily run: the refit's history kept, the as-of decided
+again with its saved BG/NBD + Gamma-Gamma parameters) and writes the ``ml`` tables;
+dbt chooses the definition.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from models_py.clustering import ClusteringConfig, fit_segmentation
 from models_py.eligibility import eligibility_rules
 from models_py.evidence import group_differences
-from models_py.forecast import CustomerForecast, predict_revenue
+from models_py.forecast import CustomerForecast, predict_revenue, score_revenue
 from models_py.group_forecast import (
     INTERVAL_METHOD,
     Adjustment,
@@ -62,28 +67,58 @@ def refit_specification(config: ClusteringConfig, chosen: dict[str, Any]) -> Clu
 
 
 def cluster_members_at(features: pd.DataFrame, spec: ClusteringConfig) -> list[str]:
-    """The Insiders cluster of the chosen model refitted on ``features`` (one date)."""
-    fitted = fit_segmentation(features.reset_index(drop=True), spec)
+    """The Insiders cluster of the chosen model refitted on ``features`` (one date).
+
+    One BLAS thread: the matrices are a few thousand rows by nine columns, and on a busy
+    2-core machine OpenBLAS's threads made the PCA's SVD ten times slower.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        fitted = fit_segmentation(features.reset_index(drop=True), spec)
     return fitted.labels.loc[fitted.labels["is_insider"], "customer_id"].astype(str).tolist()
 
 
-def expected_revenue_at(histories: pd.DataFrame, seed: int) -> CustomerForecast:
-    """BG/NBD + Gamma-Gamma fitted on the histories of one date, over its horizon."""
-    return predict_revenue(histories, int(histories["horizon_days"].iloc[0]), seed=seed)
+def expected_revenue_at(
+    histories: pd.DataFrame, seed: int, posterior: dict[str, dict[str, float]] | None = None
+) -> CustomerForecast:
+    """BG/NBD + Gamma-Gamma over the horizon of one date: fitted on its histories, or,
+    given ``posterior`` (a refit run's MAP estimates), scored with those parameters."""
+    horizon = int(histories["horizon_days"].iloc[0])
+    if posterior is not None:
+        return score_revenue(histories, horizon, posterior)
+    return predict_revenue(histories, horizon, seed=seed)
 
 
 # --- inputs and the decision at one date --------------------------------------------
 
 
+class ModelRows(Protocol):
+    """The trained revenue model's rows: every customer at every date with its scores,
+    features and the date's ``horizon_end``, sorted by date then customer."""
+
+    def until(self, day: date) -> pd.DataFrame:
+        """The rows of the dates whose horizon was over by ``day`` (what it learns from)."""
+        ...
+
+    def at(self, day: date) -> pd.DataFrame:
+        """The rows of ``day`` (what it ranks)."""
+        ...
+
+
 @dataclass
 class EvaluationInputs:
-    """What the evaluation reads from dbt, split by evaluation date."""
+    """What the evaluation reads from dbt, by evaluation date.
+
+    ``features``, ``scores`` and ``histories`` give one date's rows at a time (the
+    orchestration reads them per date from SQL, so that only one date's customers are
+    in memory at once, whatever the number of dates and customers); ``modelled`` gives
+    the trained revenue model's rows. Dates are ``datetime.date``.
+    """
 
     dates: pd.DataFrame
-    features: dict[date, pd.DataFrame]
-    scores: dict[date, pd.DataFrame]
-    histories: dict[date, pd.DataFrame]
-    modelled: pd.DataFrame
+    features: Mapping[date, pd.DataFrame]
+    scores: Mapping[date, pd.DataFrame]
+    histories: Mapping[date, pd.DataFrame]
+    modelled: ModelRows
     monthly: pd.Series
     first_day: pd.Timestamp
     horizon_months: int
@@ -93,38 +128,10 @@ class EvaluationInputs:
         return set(self.dates.loc[self.dates["is_evaluation_origin"], "evaluation_date"])
 
 
-def inputs_from_frames(
-    dates: pd.DataFrame,
-    features: pd.DataFrame,
-    scores: pd.DataFrame,
-    histories: pd.DataFrame,
-    monthly: pd.DataFrame,
-) -> EvaluationInputs:
-    """Split dbt's point-in-time tables by evaluation date. ``monthly``: revenue of all
-    customers per month (``month``, ``revenue``) and ``first_invoice_at``."""
-    frames = {"dates": dates, "features": features, "scores": scores, "histories": histories}
-    for name, frame in frames.items():
-        frame = frame.copy()
-        for column in ("evaluation_date", "horizon_end"):
-            if column in frame:
-                frame[column] = pd.to_datetime(frame[column]).dt.date
-        frames[name] = frame
-    dates = frames["dates"]
+def horizon_months(dates: pd.DataFrame) -> int:
+    """The horizon in months, from the first date's evaluation date and horizon end."""
     start, end = (pd.Timestamp(dates[c].iloc[0]) for c in ("evaluation_date", "horizon_end"))
-
-    def by_date(frame: pd.DataFrame) -> dict[date, pd.DataFrame]:
-        return {day: part for day, part in frame.groupby("evaluation_date", sort=True)}
-
-    return EvaluationInputs(
-        dates=dates,
-        features=by_date(frames["features"]),
-        scores=by_date(frames["scores"]),
-        histories=by_date(frames["histories"]),
-        modelled=_model_frame(frames["scores"], frames["features"], dates),
-        monthly=monthly.set_index("month")["revenue"],
-        first_day=pd.Timestamp(monthly["first_invoice_at"].min()).normalize(),
-        horizon_months=(end.year - start.year) * 12 + end.month - start.month,
-    )
+    return (end.year - start.year) * 12 + end.month - start.month
 
 
 @dataclass
@@ -137,6 +144,7 @@ class Decision:
     members: dict[str, list[str]]
     adjustment: Adjustment
     forecasts: list[dict[str, Any]] = field(default_factory=list)
+    scores: pd.DataFrame | None = None  # the date's scores, read once
 
 
 def decide_at(
@@ -146,25 +154,24 @@ def decide_at(
     seed: int,
     cluster: list[str] | None = None,
     fit_expected: bool = True,
+    posterior: dict[str, dict[str, float]] | None = None,
 ) -> Decision:
-    """The Insiders cluster (refitted, unless given), the expected-revenue and trained
-    models, every definition's members and every group's forecast at ``day``."""
+    """The Insiders cluster (refitted, unless given), the expected-revenue model (fitted,
+    or scored with ``posterior``) and trained model, every definition's members and
+    every group's forecast at ``day``."""
     if cluster is None:
         cluster = cluster_members_at(inputs.features[day], spec)
     expected, fit = None, None
     if fit_expected and day in inputs.histories:
-        fit = expected_revenue_at(inputs.histories[day], seed)
+        fit = expected_revenue_at(inputs.histories[day], seed, posterior)
         expected = fit.customers.set_index("customer_id")["expected_revenue"]
-    modelled = inputs.modelled
-    trained = predict_next_revenue(
-        modelled[modelled["horizon_end"] <= day], modelled[modelled["evaluation_date"] == day], seed
-    )
+    trained = predict_next_revenue(inputs.modelled.until(day), inputs.modelled.at(day), seed)
     scores = inputs.scores[day]
     members = select_members(
         scores, cluster, expected, None if trained is None else {TRAINED: trained}
     )
     adjust = adjustment(inputs.monthly, inputs.first_day, pd.Timestamp(day), inputs.horizon_months)
-    decision = Decision(cluster, expected, fit, members, adjust)
+    decision = Decision(cluster, expected, fit, members, adjust, scores=scores)
     decision.forecasts = _group_forecasts(day, scores, members, expected, adjust)
     return decision
 
@@ -180,6 +187,20 @@ class Evaluation:
     customer_forecast: pd.DataFrame
     eligibility_rules: pd.DataFrame
     group_evidence: pd.DataFrame
+    # The as-of's BG/NBD + Gamma-Gamma MAP estimates at full precision (what a daily
+    # run scores with: :func:`score_current`).
+    posterior: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def definitions_table() -> pd.DataFrame:
+    """The candidate definitions in words, in the report's order."""
+    return pd.DataFrame(
+        {
+            "definition": list(DEFINITIONS),
+            "description": list(DEFINITIONS.values()),
+            "sort_order": range(1, len(DEFINITIONS) + 1),
+        }
+    )
 
 
 def evaluate(
@@ -208,7 +229,7 @@ def evaluate(
     current = pd.Timestamp(as_of).date()
 
     member_rows, evaluation_rows, forecast_rows, rules, evidence = [], [], [], [], []
-    customer_forecast, parameters = None, {}
+    customer_forecast, parameters, posterior = None, {}, {}
     for day in dates["evaluation_date"]:
         if day not in inputs.scores:
             continue
@@ -241,9 +262,10 @@ def evaluate(
             if decision.expected_fit is not None:
                 customer_forecast = decision.expected_fit.customers
                 parameters = decision.expected_fit.parameters
+                posterior = decision.expected_fit.posterior
         if day in origins:
             evaluated = evaluate_definitions(
-                inputs.scores[day], members, n_random=n_random, confidence=confidence, seed=seed
+                decision.scores, members, n_random=n_random, confidence=confidence, seed=seed
             )
             evaluation_rows.append(evaluated.assign(origin_date=day))
             log.info(
@@ -262,13 +284,7 @@ def evaluate(
     )
     evaluation = evaluation.assign(horizon_end=evaluation["origin_date"].map(horizon_end))
     members_table = pd.concat(member_rows, ignore_index=True)
-    definitions = pd.DataFrame(
-        {
-            "definition": list(DEFINITIONS),
-            "description": list(DEFINITIONS.values()),
-            "sort_order": range(1, len(DEFINITIONS) + 1),
-        }
-    )
+    definitions = definitions_table()
     if customer_forecast is None:
         raise ValueError("no purchase histories at the as-of: build the dbt project first")
     current_end = pd.Timestamp(horizon_end[current]).date()
@@ -287,17 +303,117 @@ def evaluate(
         ),
         eligibility_rules=pd.concat(rules, ignore_index=True),
         group_evidence=pd.concat(evidence, ignore_index=True),
+        posterior=posterior,
     )
 
 
-def _model_frame(scores: pd.DataFrame, features: pd.DataFrame, dates: pd.DataFrame) -> pd.DataFrame:
-    """Scores and features of every customer at every date, with the date's horizon end:
-    what the revenue model trains on (rows whose horizon ended by a date) and scores."""
-    extra = [
-        c for c in features.columns if c not in scores.columns or c == "customer_evaluation_id"
+@dataclass
+class SavedEvaluation:
+    """What the last refit run left for the daily runs after it: its as-of, its MAP
+    estimates, and its rows of the dates BEFORE its as-of (the monthly re-evaluation:
+    members, per-origin shares, group forecasts with their errors)."""
+
+    as_of: date
+    posterior: dict[str, dict[str, float]]
+    members: pd.DataFrame
+    evaluation: pd.DataFrame
+    forecasts: pd.DataFrame
+
+
+def score_current(
+    inputs: EvaluationInputs,
+    labels: pd.DataFrame,
+    customers: pd.DataFrame,
+    as_of: date,
+    saved: SavedEvaluation,
+    spec: ClusteringConfig,
+    seed: int = 42,
+) -> Evaluation:
+    """The daily run ("refit monthly, score daily"): the last refit's history kept,
+    only the as-of decided again, with the saved expected-revenue parameters.
+
+    Kept from ``saved``: every row of the dates before the refit's as-of (members,
+    shares at the origins, group forecasts and their errors). Recomputed at ``as_of``
+    from today's data: the Insiders cluster (``labels``, the clustering step's current
+    labels), every definition's members (BG/NBD + Gamma-Gamma scored with the saved
+    parameters; the trained model retrained on the horizons over by today, as in a
+    refit), the groups' forecasts with intervals from the kept errors, the entry rules
+    and the evidence. ``inputs`` needs only the as-of's rows and the trained model's.
+    Deterministic: the same data and the same saved run give the same tables.
+    """
+    current = pd.Timestamp(as_of).date()
+    if current not in inputs.scores:
+        raise ValueError(f"no customer scores at the as-of {current}: build the dbt project first")
+    decision = decide_at(
+        inputs,
+        current,
+        spec,
+        seed,
+        cluster=labels.loc[labels["is_insider"], "customer_id"].astype(str).tolist(),
+        fit_expected=True,
+        posterior=saved.posterior,
+    )
+    if decision.expected_fit is None:
+        raise ValueError("no purchase histories at the as-of: build the dbt project first")
+    members = pd.concat(
+        [
+            saved.members,
+            *[
+                pd.DataFrame({"customer_id": ids, "member_rank": range(1, len(ids) + 1)}).assign(
+                    evaluation_date=current, definition=definition
+                )
+                for definition, ids in decision.members.items()
+            ],
+        ],
+        ignore_index=True,
+    )
+    horizon_end = inputs.dates.set_index("evaluation_date")["horizon_end"]
+    current_end = pd.Timestamp(horizon_end[current]).date()
+    fresh = _intervals_from(
+        pd.DataFrame(decision.forecasts), saved.forecasts, set(saved.evaluation["origin_date"])
+    ).assign(
+        horizon_end=current_end,
+        interval_method=INTERVAL_METHOD,
+        parameters=json.dumps(decision.expected_fit.parameters),
+    )
+    forecasts = pd.concat([saved.forecasts, fresh[saved.forecasts.columns]], ignore_index=True)
+    rules, evidence = _explain(customers, decision.members, seed)
+    return Evaluation(
+        definitions=definitions_table(),
+        members=members,
+        evaluation=saved.evaluation,
+        forecasts=forecasts,
+        customer_forecast=decision.expected_fit.customers.assign(
+            forecast_start=current, forecast_end=current_end
+        ),
+        eligibility_rules=pd.concat(rules, ignore_index=True),
+        group_evidence=pd.concat(evidence, ignore_index=True),
+        posterior=saved.posterior,
+    )
+
+
+def _intervals_from(new: pd.DataFrame, past: pd.DataFrame, origins: set) -> pd.DataFrame:
+    """Intervals of ``new`` rows (one date) from the errors of ``past`` rows of the same
+    group at the ``origins`` whose horizon was over by the row's date: the rule of
+    :func:`_with_intervals`, for rows added to a kept history."""
+    out = new.copy()
+    out["log_error"] = [
+        log_error(f, a) if a is not None and not pd.isna(a) else None
+        for f, a in zip(out["forecast_revenue"], out["actual_revenue"], strict=True)
     ]
-    return scores.merge(features[extra], on="customer_evaluation_id").merge(
-        dates[["evaluation_date", "horizon_end"]], on="evaluation_date"
+    scored = past[past["origin_date"].isin(origins) & past["log_error"].notna()]
+    ended = pd.to_datetime(scored["horizon_end"])
+    lows, highs, halves, used = [], [], [], []
+    for row in out.itertuples():
+        behind = (scored["definition"] == row.definition) & (ended <= pd.Timestamp(row.origin_date))
+        errors = scored.loc[behind, "log_error"].tolist()
+        low, high, half = rolling_interval(row.forecast_revenue, errors)
+        lows.append(low)
+        highs.append(high)
+        halves.append(half)
+        used.append(len(errors))
+    return out.assign(
+        lower_bound=lows, upper_bound=highs, log_half_width=halves, errors_behind_interval=used
     )
 
 

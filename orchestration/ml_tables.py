@@ -149,6 +149,13 @@ ML_COLUMNS: dict[str, dict[str, str]] = {
         "as_of": "date not null",
         "run_id": "varchar not null",
     },
+    "forecast_parameters": {
+        "run_id": "varchar not null",
+        "as_of": "date not null",
+        "model": "varchar not null",
+        "parameter": "varchar not null",
+        "value": "double not null",
+    },
     "cluster_centroids": {
         "run_id": "varchar not null",
         "as_of": "date not null",
@@ -177,6 +184,10 @@ ML_COLUMNS: dict[str, dict[str, str]] = {
 # - insiders_definitions ... customer_forecast: the rolling-origin evaluation
 #   (orchestration/insiders_steps.py); definition_evaluation.confidence is the level of
 #   the random groups' range (share_low, share_high).
+# - forecast_parameters: the BG/NBD ("bg_nbd") and Gamma-Gamma ("gamma_gamma") MAP
+#   estimates at full precision of the last analytics run that refitted (refit: true),
+#   with its run_id and as_of; a daily run (refit: false) scores with them and keeps
+#   that run's rows of the dates before its as_of. Written only by refitting runs.
 # - segmentation_runs: one row per clustering run; model_path is the model's file NAME in
 #   models/ beside the warehouse and model_sha256 the SHA-256 of its bytes
 #   (models_py.model_store loads nothing else).

@@ -23,6 +23,7 @@ from models_py.forecast import (
     HISTORY_COLUMNS,
     CustomerForecast,
     predict_revenue,
+    score_revenue,
     validate_histories,
 )
 
@@ -322,3 +323,85 @@ def test_bad_histories_fail_before_fitting() -> None:
     histories = small_histories().drop(columns=["t"])
     with pytest.raises(ValueError, match="lack the columns: t"):
         predict_revenue(histories, HORIZON_DAYS)
+
+
+# --- the fit compiled once, and scoring with saved parameters ---------------------------------
+
+
+def test_the_fit_equals_pymc_marketings_own_find_map(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    """predict_revenue drives the optimiser itself with a log density compiled once per
+    process; pymc-marketing's own ``fit(method="map")`` (pymc's find_MAP, compiled anew)
+    on the same data must find the same estimates (to 1e-6, relative)."""
+    import warnings
+
+    from pymc_marketing import clv
+
+    frame = validate_histories(simulation.histories)
+    rfm = frame.rename(columns={"t": "T"})[["customer_id", "frequency", "recency", "T"]]
+    repeaters = frame[frame["frequency"] > 0][["customer_id", "frequency", "monetary_value"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, model in (
+            ("bg_nbd", clv.BetaGeoModel(data=rfm)),
+            ("gamma_gamma", clv.GammaGammaModel(data=repeaters)),
+        ):
+            model.fit(method="map", progressbar=False, seed=7)
+            expected = {k: float(v.values.ravel()[0]) for k, v in model.fit_result.items()}
+            assert forecast.posterior[name].keys() == expected.keys()
+            for key, value in expected.items():
+                assert forecast.posterior[name][key] == pytest.approx(value, rel=1e-6, abs=1e-9)
+
+
+def test_a_second_fit_of_another_size_reuses_the_compiled_density(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    """The rolling-origin evaluation fits at every origin, each with other customers:
+    the compiled density is reused (no new entry), and the fit is still right (equal to
+    pymc-marketing's own on those customers is the test above; here, sane values)."""
+    from models_py import forecast as module
+
+    compiled = dict(module._COMPILED)
+    assert compiled and all(v is not None for v in compiled.values())
+    fewer = simulation.histories.iloc[: len(simulation.histories) // 2]
+    again = predict_revenue(fewer, HORIZON_DAYS, seed=7)
+    assert module._COMPILED.keys() == compiled.keys()
+    assert again.posterior["bg_nbd"] != forecast.posterior["bg_nbd"]
+    assert np.isfinite(again.customers["expected_revenue"]).all()
+
+
+def test_scoring_with_the_saved_parameters_reproduces_the_fit(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    scored = score_revenue(simulation.histories, HORIZON_DAYS, forecast.posterior)
+    pd.testing.assert_frame_equal(scored.customers, forecast.customers, check_exact=True)
+    assert scored.parameters == forecast.parameters
+    assert scored.posterior == forecast.posterior
+
+
+def test_scoring_follows_the_gamma_gamma_formula_of_the_given_parameters(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    """Changed parameters change the scores: expected spend is Fader & Hardie's
+    (1 - w) * p v / (q - 1) + w * mean spend, w = p x / (p x + q - 1), by hand."""
+    posterior = {k: dict(v) for k, v in forecast.posterior.items()}
+    posterior["gamma_gamma"]["v"] *= 2
+    scored = score_revenue(simulation.histories, HORIZON_DAYS, posterior)
+    p, q, v = (posterior["gamma_gamma"][k] for k in ("p", "q", "v"))
+    frame = validate_histories(simulation.histories)
+    x, mean = frame["frequency"].to_numpy(), frame["monetary_value"].to_numpy()
+    weight = p * x / (p * x + q - 1)
+    by_hand = (1 - weight) * p * v / (q - 1) + weight * mean
+    np.testing.assert_allclose(scored.customers["expected_spend"], by_hand, rtol=1e-12)
+    assert not np.allclose(scored.customers["expected_spend"], forecast.customers["expected_spend"])
+    pd.testing.assert_series_equal(
+        scored.customers["expected_purchases"], forecast.customers["expected_purchases"]
+    )
+
+
+def test_scoring_without_a_model_of_the_pair_is_refused(
+    simulation: Simulation, forecast: CustomerForecast
+) -> None:
+    with pytest.raises(ValueError, match="lack the model\\(s\\): gamma_gamma"):
+        score_revenue(simulation.histories, HORIZON_DAYS, {"bg_nbd": forecast.posterior["bg_nbd"]})
