@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         help="if another run or load is writing the warehouse, exit at once naming it "
         "(default: wait for it to finish)",
     )
+    writer.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Dagster's event log and dbt's log too (default: one line per step)",
+    )
 
     load = sub.add_parser(
         "load", parents=[common, writer], help="load transaction files or directories into raw"
@@ -91,6 +96,27 @@ def _parser() -> argparse.ArgumentParser:
         choices=tuple(_definitions()),
         help="force this definition of the Insiders (default: the one with the best "
         "rolling-origin evidence)",
+    )
+    refit = run.add_mutually_exclusive_group()
+    refit.add_argument(
+        "--refit",
+        dest="refit",
+        action="store_const",
+        const=True,
+        help="refit the clustering and re-evaluate the definitions now (default: monthly, "
+        "when the data reach a new month; other runs score with the saved models)",
+    )
+    refit.add_argument(
+        "--no-refit",
+        dest="refit",
+        action="store_const",
+        const=False,
+        help="score with the saved models even in a new month",
+    )
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild dbt's incremental models from scratch (after editing their SQL)",
     )
 
     dashboard = sub.add_parser(
@@ -154,7 +180,11 @@ def _load(warehouse: Path, paths: list[str], wait: bool = True) -> int:
 
 
 def _build(
-    warehouse: Path, as_of: date | None, select: str | None = None, wait: bool = True
+    warehouse: Path,
+    as_of: date | None,
+    select: str | None = None,
+    wait: bool = True,
+    verbose: bool = False,
 ) -> int:
     """``dbt build`` of the project (or of ``--select``), run by Dagster like every run:
     the same dbt step, lock and all-or-nothing publication as ``insiders run``."""
@@ -168,7 +198,15 @@ def _build(
     if not keys:
         print(f"insiders: error: --select {select!r} selects no dbt model", file=sys.stderr)
         return 2
-    return run_job(warehouse, None, as_of, asset_selection=keys, wait=wait)
+    return run_job(
+        warehouse,
+        None,
+        as_of,
+        asset_selection=keys,
+        wait=wait,
+        verbose=verbose,
+        unit_tests=True,
+    )
 
 
 def _demo(directory: Path, customers: int, seed: int, layout: str) -> int:
@@ -188,6 +226,9 @@ def _run(
     as_of: date | None,
     definition: str | None = None,
     wait: bool = True,
+    verbose: bool = False,
+    refit: bool | None = None,
+    full_refresh: bool = False,
 ) -> int:
     """The main job, executed by Dagster: the same graph `dagster dev` shows.
 
@@ -208,7 +249,16 @@ def _run(
         )
         _demo(source, customers=1000, seed=42, layout="kaggle")
         warehouse = demo_warehouse
-    return run_job(warehouse, source, as_of, definition, wait=wait)
+    return run_job(
+        warehouse,
+        source,
+        as_of,
+        definition,
+        wait=wait,
+        verbose=verbose,
+        refit=refit,
+        full_refresh=full_refresh,
+    )
 
 
 def _nothing_loaded(warehouse: Path) -> bool:
@@ -230,10 +280,20 @@ def run_job(
     definition: str | None = None,
     asset_selection: Sequence[AssetKey] | None = None,
     wait: bool = True,
+    verbose: bool = False,
+    refit: bool | None = None,
+    full_refresh: bool = False,
+    unit_tests: bool = False,
 ) -> int:
     """Execute the Dagster job (or the selected assets of it) in this process; print
-    what it materialised."""
+    one line per step as it finishes, then what it materialised (``verbose``: Dagster's
+    event log and dbt's log as well). ``refit``: None refits monthly
+    (``orchestration.refit_policy``), True now, False never. ``unit_tests``: run
+    dbt's unit tests too (``insiders build`` does)."""
+    import time
+
     from orchestration import run_control
+    from orchestration.dbt_runner import VERBOSE_ENV
 
     if not wait:  # one line at once, before Dagster starts and logs the same as an error
         try:
@@ -243,27 +303,47 @@ def run_job(
         except run_control.WarehouseBusy as exc:
             print(f"insiders: error: {exc}", file=sys.stderr)
             return 3
+    started = time.perf_counter()
     os.environ[WAREHOUSE_ENV] = str(warehouse)
-    from dagster import AssetKey, DagsterInstance
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    from dagster import AssetKey, DagsterInstance, colored_console_logger
 
     from orchestration.definitions import JOB_NAME, build_definitions
+    from orchestration.progress import ProgressHandler, progress_logger
 
-    job = build_definitions(str(warehouse)).resolve_job_def(JOB_NAME)
+    loggers = {"progress": progress_logger(ProgressHandler())}
+    if verbose:
+        loggers["console"] = colored_console_logger
+    job = build_definitions(str(warehouse), loggers=loggers).resolve_job_def(JOB_NAME)
     run_config: dict = {
         "resources": {
             "settings": {
                 "config": {
                     "as_of": as_of.isoformat() if as_of else "",
                     "insiders_definition": definition or "",
+                    "full_refresh": full_refresh,
+                    "unit_tests": unit_tests,
                 }
             },
             "warehouse": {"config": {"path": str(warehouse), "wait": wait}},
         },
     }
+    # Only these loggers: Dagster's console logger would print ~700 lines of events.
+    run_config["loggers"] = {name: {} for name in loggers}
+    if verbose:  # the whole event log, as `dagster dev` shows it
+        run_config["loggers"]["console"] = {"config": {"log_level": "DEBUG"}}
+    ops: dict = {}
     if asset_selection is None or AssetKey(["raw", "transactions"]) in asset_selection:
-        run_config["ops"] = {
-            "raw_transactions": {"config": {"source": str(source) if source else ""}}
-        }
+        ops["raw_transactions"] = {"config": {"source": str(source) if source else ""}}
+    for op, key in (
+        ("customer_segmentation", AssetKey(["ml", "customer_segments"])),
+        ("insiders_analytics", AssetKey(["ml", "definition_evaluation"])),
+    ):
+        if asset_selection is None or key in asset_selection:
+            ops[op] = {"config": {"refit": refit}}
+    if ops:
+        run_config["ops"] = ops
     instance = (
         DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     )
@@ -278,7 +358,10 @@ def run_job(
         for e in result.get_asset_materialization_events()
         if e.asset_key is not None
     ]
-    print(f"run {result.run_id}: {len(materialized)} assets materialized")
+    print(
+        f"run {result.run_id}: {len(materialized)} assets materialized in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     unpublished = run_control.failed_copy(warehouse, result.run_id)
     if result.success and unpublished.exists():  # Dagster counts a failed teardown a success
         print(
@@ -437,12 +520,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "load":
         return _load(warehouse, args.paths, args.wait)
     if args.command == "build":
-        return _build(warehouse, args.as_of, args.select, args.wait)
+        return _build(warehouse, args.as_of, args.select, args.wait, args.verbose)
     if args.command == "demo-data":
         return _demo(args.directory, args.customers, args.seed, args.layout)
     if args.command == "dashboard":
         return _dashboard(warehouse, args.port, args.address, args.snapshot)
-    return _run(warehouse, args.source, args.as_of, args.definition, args.wait)
+    return _run(
+        warehouse,
+        args.source,
+        args.as_of,
+        args.definition,
+        args.wait,
+        args.verbose,
+        args.refit,
+        args.full_refresh,
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ subprocess while no Python step holds a connection.
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
 from dagster import (
@@ -24,6 +23,7 @@ from dagster import (
     DefaultSensorStatus,
     Definitions,
     Failure,
+    LoggerDefinition,
     MaterializeResult,
     MetadataValue,
     RunRequest,
@@ -35,21 +35,21 @@ from dagster import (
     multi_asset,
     sensor,
 )
-from dagster_dbt import (
-    DagsterDbtTranslator,
-    DbtCliResource,
-    DbtProject,
-    dbt_assets,
-    get_asset_key_for_model,
+from dagster_dbt import DagsterDbtTranslator, dbt_assets, get_asset_key_for_model
+from dagster_dbt.asset_utils import (
+    get_manifest_and_translator_from_dbt_assets,
+    get_subset_selection_for_context,
 )
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
-from models_py.locations import WAREHOUSE_ENV
 from models_py.model_store import ModelStoreError, models_dir
 from models_py.report import REPORT_TABLES
 from models_py.settings import RANDOM_GROUPS_CONFIDENCE
 from orchestration.bi_snapshot import SNAPSHOT_TABLES, publish_snapshot
-from orchestration.dbt_runner import DBT_PROFILES_DIR, DBT_PROJECT_DIR, dbt_target_path
+from orchestration.dbt_runner import asset_graph_manifest, dbt_target_path
+from orchestration.dbt_runner import invoke as invoke_dbt
 from orchestration.insiders_steps import run_rolling_evaluation
+from orchestration.refit_policy import clustering_refitted, customers_as_of, monthly_refit
 from orchestration.report_asset import write_report
 from orchestration.resources import BiSnapshotResource, BuildSettings, WarehouseResource
 from orchestration.run_control import fail_dead_runs
@@ -62,16 +62,6 @@ from orchestration.warehouse import SOURCE_ENV, discover_files, load_files
 
 JOB_NAME = "insiders_job"
 
-# The dbt beside this interpreter, whatever PATH says.
-DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
-
-insiders_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROFILES_DIR)
-# Parse the project on every load (partial parsing keeps it to a few seconds), so the
-# graph always reflects the SQL on disk: in `dagster dev`, in `insiders run`, in tests.
-DbtCliResource(project_dir=insiders_dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
-    ["parse", "--quiet"], target_path=insiders_dbt_project.target_path
-).wait()
-
 
 class InsidersDbtTranslator(DagsterDbtTranslator):
     """Asset keys are the warehouse's own names: ``marts/dim_customers``, ``raw/...``."""
@@ -83,6 +73,24 @@ class InsidersDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props):  # type: ignore[override]
         return dbt_resource_props.get("schema") or "dbt"
+
+    def get_asset_spec(self, manifest, unique_id, project):  # type: ignore[override]
+        """dbt's lineage, plus two ordering-only dependencies (see RUN_AFTER)."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        after = RUN_AFTER.get(props["resource_type"], RUN_AFTER.get(props["name"], ()))
+        return spec.merge_attributes(deps=list(after)) if after else spec
+
+
+# Dagster runs the dbt op as one step per stretch of dbt assets between Python assets,
+# and each step is a dbt invocation (0.6 s and more each). Two stretches need not be
+# their own: the seeds (no upstream, so a step before the loader) go with the staging
+# models after the loader, and the staging view over the clustering's labels goes with
+# the other ml views after the analytics. Two dbt steps a run instead of four.
+RUN_AFTER: dict[str, tuple[AssetKey, ...]] = {
+    "seed": (AssetKey(["raw", "transactions"]),),
+    "stg_ml__customer_segments": (AssetKey(["ml", "definition_evaluation"]),),
+}
 
 
 # --- ingestion ----------------------------------------------------------------------
@@ -143,17 +151,16 @@ def raw_transactions(
 
 
 @dbt_assets(
-    manifest=insiders_dbt_project.manifest_path,
-    project=insiders_dbt_project,
+    manifest=asset_graph_manifest(),
     dagster_dbt_translator=InsidersDbtTranslator(),
 )
 def insiders_dbt_assets(
     context: AssetExecutionContext,
-    dbt: DbtCliResource,
     warehouse: WarehouseResource,
     settings: BuildSettings,
 ):
-    """``dbt build`` of the selected models, seeds and tests (tests become asset checks).
+    """``dbt build`` of the selected models, seeds and tests (tests become asset checks),
+    in this process with a manifest parsed once per run (``orchestration.dbt_runner``).
 
     Dagster splits this op into several steps around the clustering (dbt -> Python ->
     dbt). "buildable" indirect selection runs each test in the step where all its
@@ -162,22 +169,57 @@ def insiders_dbt_assets(
     # Dagster may run a dbt step (seeds) before the loader: make sure the file, its
     # folder and the Python-owned source tables exist before dbt opens it.
     warehouse.connect().close()
-    os.environ[WAREHOUSE_ENV] = str(warehouse.file)  # the dbt profile reads it
-    os.environ["DBT_INDIRECT_SELECTION"] = "buildable"
-    args = ["build"]
-    dbt_vars = settings.dbt_vars()
-    if dbt_vars:
-        args += ["--vars", json.dumps(dbt_vars)]
-    # One target folder per warehouse, reused by every invocation (Dagster's default
-    # is a new folder per invocation: 15 MB a run, never removed), beside the
+    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
+    selection, indirect = get_subset_selection_for_context(
+        context=context,
+        manifest=manifest,
+        select="fqn:*",
+        exclude=None,
+        selector=None,
+        dagster_dbt_translator=translator,
+        current_dbt_indirect_selection_env="buildable",
+    )
+    # One target folder per warehouse, reused by every invocation, beside the
     # warehouse rather than in the source tree; dbt's logs go there too.
     target = dbt_target_path(Path(warehouse.path))
-    yield from dbt.cli(args, context=context, target_path=target).stream()
+    outcome = invoke_dbt(
+        "build",
+        warehouse.file,
+        settings.dbt_vars(),
+        [*selection, "--indirect-selection", indirect or "buildable", *settings.dbt_flags()],
+        target=target,
+    )
+    context.log.info(
+        f"dbt: {outcome.seconds:.1f} s in all, {outcome.parse_seconds:.1f} s of it reading "
+        f"the project, {outcome.elapsed:.1f} s running the nodes"
+    )
+    for raw_event in outcome.events:
+        yield from DbtCoreCliEventMessage(
+            raw_event=raw_event, event_history_metadata={}
+        ).to_default_asset_events(
+            manifest=manifest, dagster_dbt_translator=translator, context=context
+        )
+    if not outcome.success:
+        raise Failure(
+            description="dbt build failed: "
+            + "; ".join(outcome.failures[:3])
+            + (f" (and {len(outcome.failures) - 3} more)" if len(outcome.failures) > 3 else ""),
+            metadata={"failures": "\n".join(outcome.failures), "dbt_log": str(target)},
+        )
 
 
 DIM_CUSTOMERS = get_asset_key_for_model([insiders_dbt_assets], "dim_customers")
 
 # --- clustering ----------------------------------------------------------------------
+
+
+class RunSegmentationConfig(SegmentationConfig):
+    """The clustering's settings; ``refit``: true (the default here) fits a new model,
+    false scores with the last saved one, null refits monthly
+    (``orchestration.refit_policy``: what ``insiders run`` and the file sensor use)."""
+
+    refit: bool | None = True  # type: ignore[assignment]
+
 
 ML_TABLES = {
     "customer_segments": "One row per customer of marts.dim_customers: cluster and Insider flag.",
@@ -195,15 +237,25 @@ ML_TABLES = {
 )
 def customer_segmentation(
     context: AssetExecutionContext,
-    config: SegmentationConfig,
+    config: RunSegmentationConfig,
     warehouse: WarehouseResource,
     settings: BuildSettings,
 ):
-    """Cluster the customers of ``marts.dim_customers`` and write the labels to ``ml``."""
+    """Cluster the customers of ``marts.dim_customers`` (or score them with the saved
+    model) and write the labels to ``ml``."""
+    refit = config.refit
+    if refit is None:  # monthly: refit in a new month, else score with the saved model
+        con = warehouse.connect()
+        try:
+            decision = monthly_refit(con, customers_as_of(con))
+        finally:
+            con.close()
+        context.log.info(f"refit: {decision.refit} ({decision.reason})")
+        refit = decision.refit
     try:
         metadata = run_segmentation(
             warehouse=warehouse.file,
-            config=config,
+            config=SegmentationConfig(**{**config.model_dump(), "refit": refit}),
             run_id=context.run.run_id,
             log=context.log,
             as_of=settings.dbt_vars().get("as_of"),
@@ -250,6 +302,10 @@ class AnalyticsConfig(Config):
     random_groups: int = 1000
     confidence: float = RANDOM_GROUPS_CONFIDENCE
     seed: int = 42
+    # true: re-evaluate every definition at every origin and refit the forecasts; false:
+    # keep the last evaluation and score the current customers with its saved fits;
+    # null: refit when this run's clustering refitted (monthly, see refit_policy).
+    refit: bool | None = True
 
 
 @multi_asset(
@@ -279,8 +335,22 @@ def insiders_analytics(
     monthly date, scored on the revenue after each origin, and the groups' forecasts.
     dbt then chooses the definition (``insiders.definition_choice``) and builds the marts.
     """
+    refit = config.refit
+    if refit is None:
+        con = warehouse.connect()
+        try:
+            refit = clustering_refitted(con, context.run.run_id)
+            if refit is None:  # the clustering did not run in this run
+                refit = monthly_refit(con, customers_as_of(con)).refit
+        finally:
+            con.close()
     metadata = run_rolling_evaluation(
-        warehouse.file, config.random_groups, config.confidence, config.seed, context.log
+        warehouse.file,
+        config.random_groups,
+        config.confidence,
+        config.seed,
+        context.log,
+        refit=refit,
     )
     for key in ("shares_of_horizon_revenue", "current_forecasts"):
         if key in metadata:
@@ -385,8 +455,21 @@ monthly_refresh = ScheduleDefinition(
     name="monthly_refresh",
     job=insiders_job,
     cron_schedule="0 6 1 * *",
-    description="Re-evaluate the Insiders on the first of every month.",
+    description="Re-evaluate the Insiders on the first of every month: refit the "
+    "clustering, re-evaluate every definition and refit the forecasts.",
+    run_config={
+        "ops": {
+            "customer_segmentation": {"config": {"refit": True}},
+            "insiders_analytics": {"config": {"refit": True}},
+        }
+    },
 )
+
+# A daily run: score with the saved models unless the month changed (refit_policy).
+MONTHLY_REFIT_CONFIG = {
+    "customer_segmentation": {"config": {"refit": None}},
+    "insiders_analytics": {"config": {"refit": None}},
+}
 
 
 def source_fingerprint(source: str) -> str:
@@ -413,7 +496,7 @@ def new_transaction_files(context: SensorEvaluationContext):
     if fingerprint == context.cursor:
         return SkipReason("no new or changed files")
     context.update_cursor(fingerprint)
-    return RunRequest(run_key=fingerprint)
+    return RunRequest(run_key=fingerprint, run_config={"ops": MONTHLY_REFIT_CONFIG})
 
 
 @sensor(
@@ -429,8 +512,11 @@ def dead_runs(context: SensorEvaluationContext):
     )
 
 
-def build_definitions(warehouse: str | None = None) -> Definitions:
-    """The one Definitions object; ``warehouse`` overrides $INSIDERS_WAREHOUSE."""
+def build_definitions(
+    warehouse: str | None = None, loggers: dict[str, LoggerDefinition] | None = None
+) -> Definitions:
+    """The one Definitions object; ``warehouse`` overrides $INSIDERS_WAREHOUSE, and
+    ``loggers`` replace Dagster's console logger (the CLI's progress lines)."""
     from models_py.locations import resolve_warehouse
 
     return Definitions(
@@ -446,12 +532,12 @@ def build_definitions(warehouse: str | None = None) -> Definitions:
         schedules=[monthly_refresh],
         sensors=[new_transaction_files, dead_runs],
         resources={
-            "dbt": DbtCliResource(project_dir=insiders_dbt_project, dbt_executable=DBT_EXECUTABLE),
             "warehouse": WarehouseResource(path=str(resolve_warehouse(warehouse))),
             "settings": BuildSettings(),
             "bi": BiSnapshotResource(),
         },
         executor=in_process_executor,
+        loggers=loggers,
     )
 
 

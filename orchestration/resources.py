@@ -126,13 +126,26 @@ class BuildSettings(ConfigurableResource):
     ``as_of`` (YYYY-MM-DD): compute customer features as of this date; empty: the day
     after the last invoice. ``insiders_definition``: force this definition of the
     Insiders (one of ``models_py.insiders_definitions.DEFINITIONS``) instead of the one
-    with the best rolling-origin evidence; empty: automatic. A resource, not op config,
-    because Dagster may run the dbt assets as several steps in one run, and they must
-    all agree.
+    with the best rolling-origin evidence; empty: automatic. ``full_refresh``: rebuild
+    the incremental models from scratch (``dbt build --full-refresh``), as after a
+    change to their SQL. ``unit_tests``: run dbt's unit tests too. A resource, not op
+    config, because Dagster may run the dbt assets as several steps in one run, and
+    they must all agree.
     """
 
     as_of: str = ""
     insiders_definition: str = ""
+    full_refresh: bool = False
+    unit_tests: bool = False
+
+    def dbt_flags(self) -> list[str]:
+        """dbt flags of every dbt step of the run. dbt's unit tests check the SQL on
+        fixed inputs, not the data: they run in CI, in ``insiders build`` and with
+        ``unit_tests: true``, not in every run (2 to 4 s of a run on the real data)."""
+        flags = ["--full-refresh"] if self.full_refresh else []
+        if not self.unit_tests:
+            flags += ["--exclude", "resource_type:unit_test"]
+        return flags
 
     def dbt_vars(self) -> dict[str, str]:
         """The dbt vars of the run, each checked where it enters."""

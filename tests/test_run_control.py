@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from orchestration import run_control
+from orchestration.dbt_runner import dbt_target_path
 from tests.conftest import REPO_ROOT
 
 INSIDERS = [sys.executable, "-m", "orchestration.cli"]
@@ -125,6 +126,8 @@ def test_a_killed_run_leaves_the_last_complete_warehouse(completed: dict[str, Pa
     before = _sha(warehouse)
     runs_before = _run_ids(warehouse)
     env = _env(home)
+    log = dbt_target_path(warehouse) / "dbt.log"
+    seen = log.stat().st_size if log.exists() else 0
     run = subprocess.Popen(
         [*INSIDERS, "run", "--warehouse", str(warehouse), "--definition", "rfm_champions"],
         cwd=REPO_ROOT,
@@ -135,7 +138,7 @@ def test_a_killed_run_leaves_the_last_complete_warehouse(completed: dict[str, Pa
     )
     try:
         deadline = time.monotonic() + 300
-        while not _last_dbt_step_running(run.pid):
+        while not _last_dbt_step_running(log, seen):
             assert run.poll() is None, "the run ended before its last dbt step"
             assert time.monotonic() < deadline, "the last dbt step never started"
             time.sleep(0.2)
@@ -203,19 +206,14 @@ def _run_ids(warehouse: Path) -> list[str]:
         con.close()
 
 
-def _last_dbt_step_running(root_pid: int) -> bool:
-    """A dbt process of the run building the Insiders KPIs (the last dbt step)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            sid = os.getsid(int(proc.name))
-        except (OSError, ProcessLookupError):
-            continue
-        if sid == root_pid and "dbt build" in cmdline and ".kpis" in cmdline:
-            return True
-    return False
+def _last_dbt_step_running(log: Path, seen: int) -> bool:
+    """dbt (in the run's process) has started building the Insiders KPIs, in the last
+    dbt step: its log, beyond what was there before the run, says so."""
+    if not log.exists():
+        return False
+    with log.open("rb") as handle:
+        handle.seek(seen)
+        return b"START sql table model insiders.kpis" in handle.read()
 
 
 def _instance(home: Path):

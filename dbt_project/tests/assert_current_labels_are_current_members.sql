@@ -1,5 +1,7 @@
 {#- Every current Insider holds a current membership in the ledger (the ledger may
     hold more: members in their grace period). -#}
+-- The model Dagster shows this test's result on (an asset check of it).
+{{ config(meta={'dagster': {'ref': {'name': 'customer_membership'}}}) }}
 with
 
 segments as (

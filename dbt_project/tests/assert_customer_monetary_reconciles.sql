@@ -2,6 +2,8 @@
     revenue of the customer lines of fct_transactions before as_of. The only customer
     lines without a customer row are those of customers who returned goods but bought
     nothing before as_of; a purchase line without a row is a failure too. -#}
+-- The model Dagster shows this test's result on (an asset check of it).
+{{ config(meta={'dagster': {'ref': {'name': 'dim_customers'}}}) }}
 with
 
 customers as (

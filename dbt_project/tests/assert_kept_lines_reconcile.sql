@@ -1,5 +1,7 @@
 {#- Every loaded line is either in fct_transactions or in fct_transaction_exclusions,
     never both, never neither: counts and net revenue add up. -#}
+-- The model Dagster shows this test's result on (an asset check of it).
+{{ config(meta={'dagster': {'ref': {'name': 'fct_transactions'}}}) }}
 with
 
 loaded as (

@@ -4,6 +4,8 @@
     (another as_of, new data) without re-running the clustering fails here: run the
     whole graph (`insiders run`). Before the first clustering there are no labels and
     nothing to contradict. -#}
+-- The model Dagster shows this test's result on (an asset check of it).
+{{ config(meta={'dagster': {'ref': {'name': 'stg_ml__customer_segments'}}}) }}
 {{ config(severity='error') }}
 
 with

@@ -1,6 +1,8 @@
 {#- insiders.members holds exactly the customers marked is_insider in
     customer_membership (the chosen definition's members at as_of), and kpis and
     cluster_profile count the same number. -#}
+-- The model Dagster shows this test's result on (an asset check of it).
+{{ config(meta={'dagster': {'ref': {'name': 'kpis'}}}) }}
 with
 
 labelled as (

@@ -1,5 +1,7 @@
 {#- For every loaded file: raw lines = loaded + quarantined, and the ledger's counts
     are the rows actually present in raw. Returns the files that do not add up. -#}
+-- The model Dagster shows this test's result on (an asset check of it).
+{{ config(meta={'dagster': {'ref': {'name': 'stg_online_retail__transactions'}}}) }}
 with
 
 files as (

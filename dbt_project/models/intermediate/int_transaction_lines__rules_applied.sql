@@ -10,6 +10,12 @@ lines as (
 
 ),
 
+loaded_files as (
+
+    select * from {{ ref('stg_online_retail__loaded_files') }}
+
+),
+
 excluded_customers as (
 
     select * from {{ ref('excluded_customers') }}
@@ -42,6 +48,8 @@ checked as (
         lines.country,
         lines.source_file,
         lines.source_line,
+        loaded_files.loaded_at as file_loaded_at,
+        {{ rules_version() }} as rules_version,
         lines.customer_id is null as is_guest,
         lines.quantity < 0 as is_return,
         starts_with(lines.invoice_no, 'C') as is_cancellation,
@@ -59,6 +67,8 @@ checked as (
         {%- endif %}
 
     from lines
+    left join loaded_files
+        on lines.source_file = loaded_files.source_file
     left join excluded_customers
         on lines.customer_id = excluded_customers.customer_id
     left join excluded_countries

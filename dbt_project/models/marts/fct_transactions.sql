@@ -1,8 +1,16 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='source_file',
+    on_schema_change='sync_all_columns',
+    post_hook="{{ delete_stale_lines() }}"
+) }}
 with
 
 lines as (
 
-    select * from {{ ref('int_transaction_lines__rules_applied') }}
+    select * from {{ ref('int_transaction_lines__rules_applied') }} as rules_applied
+    {{ new_or_changed_files_only('rules_applied') }}
 
 ),
 
@@ -24,7 +32,9 @@ final as (
         is_cancellation,
         country,
         source_file,
-        source_line
+        source_line,
+        file_loaded_at,
+        rules_version
 
     from lines
     where exclusion_rule is null
