@@ -537,5 +537,31 @@ def main(argv: list[str] | None = None) -> int:
     )
 
 
+def run_cli() -> None:
+    """The console script: :func:`main`, then exit without the interpreter's teardown.
+
+    After a run, Python spends 3-4 s freeing what dbt, pymc, PyTensor and scikit-learn
+    built (measured on the real data: the last line printed at 29.0 s, the process
+    gone at 33.0 s), and that teardown does nothing a user needs: every file the run
+    writes is closed, every DuckDB connection closed, Dagster's storage committed. So
+    the streams and the logging handlers are flushed and the process ends at once.
+    Tests call :func:`main`, which returns normally.
+    """
+    import atexit
+    import contextlib
+    import logging
+
+    code = main()
+    # What exit would run first (0.01 s): multiprocessing's finalizers (the semaphores
+    # tqdm and joblib registered), joblib's workers, logging's flush. Only the
+    # interpreter's teardown after them is skipped.
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli()

@@ -84,8 +84,8 @@ class ClusteringConfig:
     squash: float | None = 5.0
     spaces: tuple[str, ...] = DEFAULT_SPACES
     algorithms: tuple[str, ...] = ALGORITHMS
-    k_min: int = 2
-    k_max: int = 25
+    k_min: int = 4
+    k_max: int = 12
     business_k_min: int = 4
     business_k_max: int = 12
     min_cluster_share: float = 0.01
