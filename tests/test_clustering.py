@@ -116,8 +116,10 @@ def test_recovers_the_known_groups(customers, fitted):
 
 def test_candidates_table_is_complete_and_one_is_chosen(fitted):
     table = fitted.candidates
-    # 2 spaces x (kmeans, gmm, ward at K = 2..8, plus one HDBSCAN run)
-    assert len(table) == 2 * (3 * 7 + 1)
+    # 2 spaces x (kmeans, gmm, ward at K = k_min..k_max, plus one HDBSCAN run)
+    ks = FAST.k_max - FAST.k_min + 1
+    assert (FAST.k_min, FAST.k_max) == (4, 8)
+    assert len(table) == 2 * (3 * ks + 1)
     assert table["chosen"].sum() == 1
     chosen = table[table["chosen"]].iloc[0]
     assert chosen["eligible"]
