@@ -31,10 +31,12 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 import joblib
 
-from models_py.clustering.labelling import Segmenter
+if TYPE_CHECKING:  # scikit-learn is imported by the steps that fit or score only
+    from models_py.clustering.labelling import Segmenter
 
 MODELS_DIR = "models"
 MODEL_SUFFIX = ".joblib"
@@ -76,6 +78,8 @@ def save_model(segmenter: Segmenter, directory: Path, run_id: str) -> StoredMode
     so a killed run leaves either no file or a complete one (an unrecorded one, which
     the next successful run prunes).
     """
+    from models_py.clustering.labelling import Segmenter
+
     if not isinstance(segmenter, Segmenter):
         raise ModelStoreError(f"only a Segmenter is saved, not a {type(segmenter).__name__}")
     name = model_name(run_id)
@@ -151,6 +155,8 @@ def load_model(directory: Path, stored: str, sha256: str | None, run_id: str) ->
             f"model file {path} does not match the checksum recorded by run {run_id}: "
             "refusing to load it"
         )
+    from models_py.clustering.labelling import Segmenter
+
     segmenter = joblib.load(io.BytesIO(data))
     if not isinstance(segmenter, Segmenter):
         raise ModelStoreError(f"model file {path} does not hold a Segmenter")

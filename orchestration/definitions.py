@@ -5,8 +5,10 @@ same job headless. Assets stay thin: they read through resources, call
 ``models_py``, write, and report metadata.
 
 DuckDB allows one writer process: the job uses the in-process executor (one step at a
-time), every Python step opens the warehouse only while it writes, and dbt runs as a
-subprocess while no Python step holds a connection.
+time), every Python step opens the warehouse only while it writes, and dbt runs in this
+same process (``orchestration.dbt_runner``) while no Python step holds a connection,
+closing its own when it is done. The libraries of a step (scikit-learn, pandas, pymc,
+Jinja2) are imported by that step, not here.
 """
 
 import hashlib
@@ -43,14 +45,12 @@ from dagster_dbt.asset_utils import (
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 from models_py.model_store import ModelStoreError, models_dir
-from models_py.report import REPORT_TABLES
+from models_py.published import REPORT_TABLES
 from models_py.settings import RANDOM_GROUPS_CONFIDENCE
 from orchestration.bi_snapshot import SNAPSHOT_TABLES, publish_snapshot
 from orchestration.dbt_runner import asset_graph_manifest, dbt_target_path
 from orchestration.dbt_runner import invoke as invoke_dbt
-from orchestration.insiders_steps import run_rolling_evaluation
 from orchestration.refit_policy import clustering_refitted, customers_as_of, monthly_refit
-from orchestration.report_asset import write_report
 from orchestration.resources import BiSnapshotResource, BuildSettings, WarehouseResource
 from orchestration.run_control import fail_dead_runs
 from orchestration.segmentation_asset import (
@@ -344,6 +344,8 @@ def insiders_analytics(
                 refit = monthly_refit(con, customers_as_of(con)).refit
         finally:
             con.close()
+    from orchestration.insiders_steps import run_rolling_evaluation  # pandas, pymc: here
+
     metadata = run_rolling_evaluation(
         warehouse.file,
         config.random_groups,
@@ -371,7 +373,7 @@ def insiders_analytics(
             "(HTML and Markdown beside the warehouse, in reports/).",
             group_name="insiders",
             deps=[
-                *_models(*(t for t in REPORT_TABLES if t != "customer_embedding")),
+                *_models(*(t for _, t in REPORT_TABLES if t != "customer_embedding")),
                 AssetKey(["ml", "customer_embedding"]),
             ],
         )
@@ -379,6 +381,8 @@ def insiders_analytics(
 )
 def insiders_report(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Write the report and show it in the asset's metadata."""
+    from orchestration.report_asset import write_report
+
     paths, report = write_report(warehouse.file, Path(warehouse.path).parent / "reports")
     context.log.info(f"report written to {paths['html']}")
     yield MaterializeResult(

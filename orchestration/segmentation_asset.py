@@ -14,14 +14,14 @@ import dataclasses
 import logging
 from datetime import date
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 import duckdb
 import pandas as pd
 import pydantic
 from dagster import Config, MetadataValue
 
-from models_py.clustering import ClusteringConfig, Segmentation, embedding_png, segment
+from models_py.clustering import ClusteringConfig
 from models_py.model_store import load_model, models_dir, prune_models, save_model, save_plot
 from orchestration.ml_tables import (
     SegmentationWrite,
@@ -33,6 +33,9 @@ from orchestration.ml_tables import (
     write_segmentation,
 )
 from orchestration.warehouse import connect
+
+if TYPE_CHECKING:
+    from models_py.clustering import Segmentation
 
 DEFAULT_KEEP_MODELS = 3
 
@@ -93,6 +96,8 @@ def run_segmentation(
     say why there is no customer. ``models``: the model directory (default ``models/``
     beside ``warehouse``; pass the real warehouse's when ``warehouse`` is a work copy).
     """
+    from models_py.clustering import embedding_png, segment  # scikit-learn: this step's
+
     clustering = config.clustering_config()  # a bad setting fails before any reading
     if config.keep_models < 1:
         raise ValueError(f"keep_models must be at least 1, got {config.keep_models}")

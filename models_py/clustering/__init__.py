@@ -9,22 +9,42 @@ saved and loaded by ``models_py.model_store``, which checks names and checksums)
 nothing depends on Dagster: orchestration lives elsewhere.
 """
 
+from importlib import import_module
+from typing import Any
+
 from models_py.clustering.config import ClusteringConfig
-from models_py.clustering.labelling import Segmenter
-from models_py.clustering.naming import cluster_profile, insider_cluster, name_clusters
-from models_py.clustering.pipeline import (
-    ScoringResult,
-    Segmentation,
-    SegmentationResult,
-    fit_segmentation,
-    label_with_model,
-    score_with_model,
-    segment,
-)
-from models_py.clustering.plots import embedding_png
-from models_py.clustering.preprocess import Preprocessor, validate_customers
-from models_py.clustering.selection import silhouette_from_distances
-from models_py.clustering.stable_ids import match_cluster_ids
+
+# Where each public name lives. The config is light and imported at once; the rest
+# (scikit-learn, UMAP, matplotlib) is imported when first used, so that importing the
+# Dagster definitions or reading a run's settings does not load them (about 1 s).
+_LAZY = {
+    "Segmenter": "labelling",
+    "cluster_profile": "naming",
+    "insider_cluster": "naming",
+    "name_clusters": "naming",
+    "ScoringResult": "pipeline",
+    "Segmentation": "pipeline",
+    "SegmentationResult": "pipeline",
+    "fit_segmentation": "pipeline",
+    "label_with_model": "pipeline",
+    "score_with_model": "pipeline",
+    "segment": "pipeline",
+    "embedding_png": "plots",
+    "Preprocessor": "preprocess",
+    "validate_customers": "preprocess",
+    "silhouette_from_distances": "selection",
+    "match_cluster_ids": "stable_ids",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use (PEP 562)."""
+    if name in _LAZY:
+        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ClusteringConfig",
