@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap, mannwhitneyu
+from scipy.stats import bootstrap, mannwhitneyu, ttest_ind
 
 from models_py.settings import EVIDENCE_CONFIDENCE
 
@@ -42,6 +42,10 @@ EVIDENCE_COLUMNS: tuple[str, ...] = (
 # unchanged), fewer above (at 100x, 433,000 customers: 23 per batch, not 1.7 GB).
 BOOTSTRAP_BATCH = 250
 BOOTSTRAP_BATCH_VALUES = 10_000_000
+# Above this many customers in BOTH groups, the interval is Welch's t interval of the
+# difference of means (scipy.stats.ttest_ind) instead of the bootstrap: the real data
+# (857 and 3,472) and its 10x are bootstrapped.
+BOOTSTRAP_MAX_CUSTOMERS = 50_000
 
 
 def bootstrap_batch(customers: int) -> int:
@@ -68,7 +72,9 @@ def group_differences(
     The interval is the percentile bootstrap of the difference of means at
     ``confidence``, from ``n_bootstrap`` resamples of each group drawn independently
     (the groups are not paired), seeded by ``seed``: the same input gives the same
-    interval (the metrics draw from one generator, in order).
+    interval (the metrics draw from one generator, in order). When both groups hold
+    more than BOOTSTRAP_MAX_CUSTOMERS customers it is Welch's t interval, which the
+    bootstrap approaches at that size.
     """
     flags = np.asarray(is_insider, dtype=bool)
     if len(flags) != len(customers):
@@ -84,17 +90,25 @@ def group_differences(
             raise ValueError(f"customers lack the metric column {metric!r}")
         values = customers[metric].astype(float).to_numpy()
         inside, outside = values[flags], values[~flags]
-        interval = bootstrap(
-            (inside, outside),
-            _difference_of_means,
-            n_resamples=n_bootstrap,
-            batch=bootstrap_batch(max(inside.size, outside.size)),
-            vectorized=True,
-            paired=False,
-            confidence_level=confidence,
-            method="percentile",
-            rng=rng,
-        ).confidence_interval
+        if min(inside.size, outside.size) > BOOTSTRAP_MAX_CUSTOMERS:
+            # Both means are then normal to any precision a bootstrap could show, and
+            # Welch's interval costs one pass instead of n_bootstrap resamples of
+            # hundreds of thousands of customers (50 s of the analytics at 100x).
+            interval = ttest_ind(inside, outside, equal_var=False).confidence_interval(
+                confidence_level=confidence
+            )
+        else:
+            interval = bootstrap(
+                (inside, outside),
+                _difference_of_means,
+                n_resamples=n_bootstrap,
+                batch=bootstrap_batch(max(inside.size, outside.size)),
+                vectorized=True,
+                paired=False,
+                confidence_level=confidence,
+                method="percentile",
+                rng=rng,
+            ).confidence_interval
         test = mannwhitneyu(inside, outside, alternative="two-sided")
         rows.append(
             {

@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import bootstrap
 
 from models_py.evidence import BOOTSTRAP_BATCH, group_differences
+from models_py.settings import EVIDENCE_CONFIDENCE
 
 
 def base(shift: float, n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -94,3 +95,27 @@ def test_the_interval_covers_the_true_difference_as_often_as_it_says():
         ).iloc[0]
         covered += row["ci_low"] <= 10 <= row["ci_high"]
     assert 0.836 <= covered / 200 <= 0.964
+
+
+def test_large_groups_get_welchs_interval_which_the_bootstrap_approaches(monkeypatch):
+    """Above BOOTSTRAP_MAX_CUSTOMERS in both groups the interval is Welch's: on the same
+    base it agrees with the bootstrap's to a few percent of its width."""
+    from scipy.stats import ttest_ind
+
+    import models_py.evidence as module
+
+    customers, flags = base(shift=500, n=20_000, seed=3)
+    bootstrapped = group_differences(customers, flags, n_bootstrap=2000).set_index("metric")
+    monkeypatch.setattr(module, "BOOTSTRAP_MAX_CUSTOMERS", 1_000)
+    welch = group_differences(customers, flags, n_bootstrap=2000).set_index("metric")
+    for metric in ("monetary", "frequency"):
+        inside = customers[metric][flags].astype(float)
+        outside = customers[metric][~flags].astype(float)
+        expected = ttest_ind(inside, outside, equal_var=False).confidence_interval(
+            EVIDENCE_CONFIDENCE
+        )
+        low, high = welch.loc[metric, ["ci_low", "ci_high"]]
+        assert (low, high) == pytest.approx((expected.low, expected.high))
+        width = bootstrapped.loc[metric, "ci_high"] - bootstrapped.loc[metric, "ci_low"]
+        assert abs(low - bootstrapped.loc[metric, "ci_low"]) < 0.1 * width
+        assert abs(high - bootstrapped.loc[metric, "ci_high"]) < 0.1 * width

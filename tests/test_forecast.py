@@ -405,3 +405,24 @@ def test_scoring_without_a_model_of_the_pair_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match="lack the model\\(s\\): gamma_gamma"):
         score_revenue(simulation.histories, HORIZON_DAYS, {"bg_nbd": forecast.posterior["bg_nbd"]})
+
+
+def test_a_large_base_is_fitted_on_a_sample_and_every_customer_scored(
+    simulation: Simulation, forecast: CustomerForecast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above FIT_SAMPLE_CUSTOMERS the population's parameters come from a seeded sample:
+    close to the whole base's fit, and every customer still gets a forecast."""
+    import models_py.forecast as module
+
+    histories = simulation.histories
+    monkeypatch.setattr(module, "FIT_SAMPLE_CUSTOMERS", len(histories) // 2)
+    sampled = predict_revenue(histories, HORIZON_DAYS, seed=7)
+    assert list(sampled.customers["customer_id"]) == list(histories["customer_id"])
+    for name in ("bg_r", "bg_alpha", "bg_a", "bg_b", "gg_p", "gg_q", "gg_v"):
+        whole = forecast.parameters[name]
+        assert sampled.parameters[name] == pytest.approx(whole, rel=0.35), name
+    total = forecast.customers["expected_revenue"].sum()
+    assert sampled.customers["expected_revenue"].sum() == pytest.approx(total, rel=0.1)
+    # scored with exactly the sample's parameters
+    again = score_revenue(histories, HORIZON_DAYS, sampled.posterior)
+    assert np.allclose(again.customers["expected_revenue"], sampled.customers["expected_revenue"])
