@@ -53,6 +53,11 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: bench/ is sys.path[0], no
 
 from bench.scale_data import REAL_DATA, generate  # noqa: E402
 
+# Dagster's step keys under the names the quiet CLI prints for them, so that tables of
+# runs before and after it line up; dbt's steps are numbered in run order: dbt-1, ...
+from orchestration.progress import DBT_STEP_PREFIX  # noqa: E402
+from orchestration.progress import STAGES as STAGE_NAMES  # noqa: E402
+
 BIN = Path(sys.executable).parent
 SAMPLE_SECONDS = 0.05
 GIB = 1024**3
@@ -66,17 +71,6 @@ DAGSTER_END = re.compile(
     r"(?: in ((?:[0-9]+(?:\.[0-9]+)?(?:ms|h|m|s))+))?"
 )
 STEP_FAILED_LINE = re.compile(r"^(\S+)\s+FAILED\s*$")
-# Dagster's step keys under the names the quiet CLI prints for them
-# (orchestration/progress.py), so that tables of runs before and after it line up;
-# dbt's steps are numbered in run order there: dbt-1, dbt-2, ...
-STAGE_NAMES = {
-    "raw_transactions": "load",
-    "customer_segmentation": "clustering",
-    "insiders_analytics": "analytics",
-    "insiders_report": "report",
-    "bi_snapshot": "snapshot",
-}
-DBT_STEP_PREFIX = "insiders_dbt_assets"
 DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|h|m|s)")
 # Variables that would send the run elsewhere than the fresh warehouse and the data.
 CLEARED_ENV = (

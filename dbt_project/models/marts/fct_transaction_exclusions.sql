@@ -1,11 +1,4 @@
 {#- The lines a business rule removed, with the rule: what each rule costs. -#}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='source_file',
-    on_schema_change='sync_all_columns',
-    post_hook="{{ delete_stale_lines() }}"
-) }}
 with
 
 lines as (

@@ -1,10 +1,3 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='source_file',
-    on_schema_change='sync_all_columns',
-    post_hook="{{ delete_stale_lines() }}"
-) }}
 with
 
 lines as (
