@@ -396,25 +396,17 @@ def _intervals_from(new: pd.DataFrame, past: pd.DataFrame, origins: set) -> pd.D
     """Intervals of ``new`` rows (one date) from the errors of ``past`` rows of the same
     group at the ``origins`` whose horizon was over by the row's date: the rule of
     :func:`_with_intervals`, for rows added to a kept history."""
-    out = new.copy()
-    out["log_error"] = [
-        log_error(f, a) if a is not None and not pd.isna(a) else None
-        for f, a in zip(out["forecast_revenue"], out["actual_revenue"], strict=True)
-    ]
+    out = _with_log_errors(new)
     scored = past[past["origin_date"].isin(origins) & past["log_error"].notna()]
     ended = pd.to_datetime(scored["horizon_end"])
-    lows, highs, halves, used = [], [], [], []
-    for row in out.itertuples():
-        behind = (scored["definition"] == row.definition) & (ended <= pd.Timestamp(row.origin_date))
-        errors = scored.loc[behind, "log_error"].tolist()
-        low, high, half = rolling_interval(row.forecast_revenue, errors)
-        lows.append(low)
-        highs.append(high)
-        halves.append(half)
-        used.append(len(errors))
-    return out.assign(
-        lower_bound=lows, upper_bound=highs, log_half_width=halves, errors_behind_interval=used
-    )
+    errors = [
+        scored.loc[
+            (scored["definition"] == row.definition) & (ended <= pd.Timestamp(row.origin_date)),
+            "log_error",
+        ].tolist()
+        for row in out.itertuples()
+    ]
+    return _assign_intervals(out, errors)
 
 
 def _explain(
@@ -476,24 +468,37 @@ def _group_forecasts(
 def _with_intervals(forecasts: pd.DataFrame, origins: set, horizon_end: pd.Series) -> pd.DataFrame:
     """Each row's interval from the same group's errors at earlier origins whose horizon
     was over by the row's date (never the row's own future)."""
+    out = _with_log_errors(forecasts)
+    ended = out["origin_date"].map(lambda d: pd.Timestamp(horizon_end[d]))
+    scored = out["origin_date"].isin(origins) & out["log_error"].notna()
+    errors = []
+    for position, row in enumerate(out.itertuples()):
+        date = pd.Timestamp(row.origin_date)
+        behind = scored & (out["definition"] == row.definition) & (ended <= date)
+        behind.iloc[position] = False
+        errors.append(out.loc[behind, "log_error"].tolist())
+    return _assign_intervals(out, errors)
+
+
+def _with_log_errors(forecasts: pd.DataFrame) -> pd.DataFrame:
+    """A copy with each row's log error (None while its horizon is not over)."""
     out = forecasts.copy()
     out["log_error"] = [
         log_error(f, a) if a is not None and not pd.isna(a) else None
         for f, a in zip(out["forecast_revenue"], out["actual_revenue"], strict=True)
     ]
-    ended = out["origin_date"].map(lambda d: pd.Timestamp(horizon_end[d]))
-    scored = out["origin_date"].isin(origins) & out["log_error"].notna()
-    lows, highs, halves, used = [], [], [], []
-    for position, row in enumerate(out.itertuples()):
-        date = pd.Timestamp(row.origin_date)
-        behind = scored & (out["definition"] == row.definition) & (ended <= date)
-        behind.iloc[position] = False
-        errors = out.loc[behind, "log_error"].tolist()
-        low, high, half = rolling_interval(row.forecast_revenue, errors)
-        lows.append(low)
-        highs.append(high)
-        halves.append(half)
-        used.append(len(errors))
+    return out
+
+
+def _assign_intervals(out: pd.DataFrame, errors: list[list[float]]) -> pd.DataFrame:
+    """Each row's interval around its forecast from the errors given for it."""
+    bounds = [
+        rolling_interval(row.forecast_revenue, row_errors)
+        for row, row_errors in zip(out.itertuples(), errors, strict=True)
+    ]
     return out.assign(
-        lower_bound=lows, upper_bound=highs, log_half_width=halves, errors_behind_interval=used
+        lower_bound=[b[0] for b in bounds],
+        upper_bound=[b[1] for b in bounds],
+        log_half_width=[b[2] for b in bounds],
+        errors_behind_interval=[len(e) for e in errors],
     )
