@@ -31,7 +31,8 @@ import duckdb
 
 from models_py.locations import PARQUET_LINK, SCHEMA_VERSION, SNAPSHOT_FILE
 from models_py.published import PUBLISHED_TABLES
-from orchestration.warehouse import connect, path_literal
+from orchestration.sessions import Warehouse, open_warehouse
+from orchestration.warehouse import path_literal
 
 VERSIONS_DIR = "versions"
 
@@ -53,7 +54,7 @@ class PublishedSnapshot:
     is_synthetic: bool = False
 
 
-def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSnapshot:
+def publish_snapshot(warehouse: Warehouse, bi_dir: Path, run_id: str) -> PublishedSnapshot:
     """Copy ``SNAPSHOT_TABLES`` from the warehouse into a new snapshot and swap it in.
 
     Everything is written under new names first; only the two renames at the end make
@@ -67,8 +68,8 @@ def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSna
     version_dir.mkdir(parents=True)
     rows: dict[str, int] = {}
     try:
-        con = connect(warehouse, read_only=False)
-        try:
+        reads = [f"{schema}.{table}" for schema, table in SNAPSHOT_TABLES]
+        with open_warehouse(warehouse, reads=reads) as con:
             as_of = con.execute("select max(as_of) from ml.customer_segments").fetchone()[0]
             is_synthetic = _is_synthetic(con)
             con.execute(f"attach {path_literal(partial)} as snapshot")
@@ -101,8 +102,6 @@ def publish_snapshot(warehouse: Path, bi_dir: Path, run_id: str) -> PublishedSna
             con.execute(f"copy snapshot.main.snapshot_info to {info_parquet} (format parquet)")
             con.execute("checkpoint snapshot")
             con.execute("detach snapshot")
-        finally:
-            con.close()
         os.replace(partial, bi_dir / SNAPSHOT_FILE)
     except BaseException:
         partial.unlink(missing_ok=True)

@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models_py.locations import WAREHOUSE_ENV, resolve_warehouse
+from orchestration.postgres import PgWarehouse
+from orchestration.targets import POSTGRES, TARGET_ENV, TARGETS, resolve_target
 from orchestration.warehouse import SOURCE_ENV, WarehouseError, check_warehouse, load_files
 
 if TYPE_CHECKING:
     from dagster import AssetKey
+
+    from orchestration.sessions import Warehouse
 
 
 def _as_of(value: str) -> date:
@@ -39,8 +43,16 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help=(
             f"DuckDB warehouse file (default: ${WAREHOUSE_ENV}, "
-            "else warehouse/insiders_warehouse.duckdb)"
+            "else warehouse/insiders_warehouse.duckdb); with --target postgres, the "
+            "local files (models, reports, BI snapshot) go in postgres/<database>/ beside it"
         ),
+    )
+    common.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=argparse.SUPPRESS,
+        help=f"where the warehouse lives (default: ${TARGET_ENV}, else duckdb); postgres "
+        "connects with libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE",
     )
     parser = argparse.ArgumentParser(
         prog="insiders",
@@ -119,6 +131,16 @@ def _parser() -> argparse.ArgumentParser:
         help="rebuild dbt's incremental models from scratch (after editing their SQL)",
     )
 
+    reader = sub.add_parser(
+        "reader-role",
+        parents=[common],
+        help="PostgreSQL: create or update the read-only role BI tools use (marts and "
+        "insiders only); it can log in with $INSIDERS_READER_PASSWORD when that is set",
+    )
+    reader.add_argument(
+        "--role", default="insiders_reader", help="role name (default insiders_reader)"
+    )
+
     dashboard = sub.add_parser(
         "dashboard",
         parents=[common],
@@ -139,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(warehouse: Path, paths: list[str], wait: bool = True) -> int:
+def _load(warehouse: Warehouse, paths: list[str], wait: bool = True) -> int:
     """Load, then print one line per file (loaded, skipped with why, failed with why)
     and the counts; rc 1 if a file failed, 2 if the warehouse is no warehouse, 3 if
     another writer holds it and ``wait`` is off.
@@ -150,15 +172,21 @@ def _load(warehouse: Path, paths: list[str], wait: bool = True) -> int:
     from orchestration import run_control
     from orchestration.warehouse import check_warehouse
 
+    notify = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        check_warehouse(warehouse)
-        with run_control.writing(
-            warehouse,
-            "insiders load",
-            wait=wait,
-            notify=lambda line: print(line, file=sys.stderr, flush=True),
-        ) as work:
-            report = load_files(work, paths)
+        if isinstance(warehouse, PgWarehouse):  # one transaction: no work copy needed
+            from orchestration.postgres import PgWriterLock
+
+            lock = PgWriterLock("insiders load")
+            lock.acquire(wait=wait, notify=notify)
+            try:
+                report = load_files(warehouse, paths)
+            finally:
+                lock.release()
+        else:
+            check_warehouse(warehouse)
+            with run_control.writing(warehouse, "insiders load", wait=wait, notify=notify) as work:
+                report = load_files(work, paths)
     except WarehouseError as exc:
         print(f"insiders: error: {exc}", file=sys.stderr)
         return 2
@@ -180,7 +208,7 @@ def _load(warehouse: Path, paths: list[str], wait: bool = True) -> int:
 
 
 def _build(
-    warehouse: Path,
+    warehouse: Warehouse,
     as_of: date | None,
     select: str | None = None,
     wait: bool = True,
@@ -192,7 +220,7 @@ def _build(
 
     from orchestration.definitions import build_definitions, insiders_dbt_assets
 
-    defs = build_definitions(str(warehouse))
+    defs = build_definitions(_path(warehouse), target=_target(warehouse))
     selection = build_dbt_asset_selection([insiders_dbt_assets], dbt_select=select or "fqn:*")
     keys = sorted(selection.resolve(defs.resolve_asset_graph()))
     if not keys:
@@ -209,6 +237,29 @@ def _build(
     )
 
 
+def _reader_role(warehouse: Warehouse, role: str) -> int:
+    """``insiders reader-role``: the read-only role of BI tools (``orchestration.pg_roles``)."""
+    from orchestration.pg_roles import READER_PASSWORD_ENV, grant_reader
+    from orchestration.postgres import errors_in_one_line
+
+    if not isinstance(warehouse, PgWarehouse):
+        print(
+            "insiders: error: reader-role is for --target postgres; DuckDB's readers "
+            "open the BI snapshot, read-only",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with warehouse.connect() as con, errors_in_one_line():
+            lines = grant_reader(con, role, os.environ.get(READER_PASSWORD_ENV) or None)
+    except ValueError as exc:
+        print(f"insiders: error: {exc}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line)
+    return 0
+
+
 def _demo(directory: Path, customers: int, seed: int, layout: str) -> int:
     from models_py.demo_data import write_demo_data
 
@@ -221,7 +272,7 @@ def _demo(directory: Path, customers: int, seed: int, layout: str) -> int:
 
 
 def _run(
-    warehouse: Path,
+    warehouse: Warehouse,
     source: Path | None,
     as_of: date | None,
     definition: str | None = None,
@@ -237,6 +288,13 @@ def _run(
     real one), so demo rows can never mix with the store's.
     """
     if source is None and not os.environ.get(SOURCE_ENV) and _nothing_loaded(warehouse):
+        if isinstance(warehouse, PgWarehouse):
+            print(
+                f"insiders: error: nothing is loaded in {warehouse.describe()} and no "
+                "--source given: give --source PATH (the synthetic demo runs on DuckDB)",
+                file=sys.stderr,
+            )
+            return 2
         demo_warehouse = warehouse.parent / "demo" / warehouse.name
         source = demo_warehouse.parent / "demo-data"
         print(
@@ -261,9 +319,16 @@ def _run(
     )
 
 
-def _nothing_loaded(warehouse: Path) -> bool:
+def _nothing_loaded(warehouse: Warehouse) -> bool:
     from orchestration.warehouse import connect
 
+    if isinstance(warehouse, PgWarehouse):
+        from orchestration.pg_mirror import relation_exists
+
+        with warehouse.connect() as con:
+            if not relation_exists(con, "raw.loaded_files"):
+                return True
+            return con.execute("select count(*) from raw.loaded_files").fetchone()[0] == 0
     if not warehouse.exists() or warehouse.stat().st_size == 0:
         return True
     con = connect(warehouse, read_only=True)
@@ -274,7 +339,7 @@ def _nothing_loaded(warehouse: Path) -> bool:
 
 
 def run_job(
-    warehouse: Path,
+    warehouse: Warehouse,
     source: Path | None,
     as_of: date | None,
     definition: str | None = None,
@@ -294,17 +359,23 @@ def run_job(
 
     from orchestration import run_control
     from orchestration.dbt_runner import VERBOSE_ENV
+    from orchestration.postgres import PgWriterLock
 
     if not wait:  # one line at once, before Dagster starts and logs the same as an error
         try:
-            probe = run_control.WarehouseLock(warehouse, "a probe")
+            probe = (
+                PgWriterLock("a probe")
+                if isinstance(warehouse, PgWarehouse)
+                else run_control.WarehouseLock(warehouse, "a probe")
+            )
             probe.acquire(wait=False)
             probe.release()
         except run_control.WarehouseBusy as exc:
             print(f"insiders: error: {exc}", file=sys.stderr)
             return 3
     started = time.perf_counter()
-    os.environ[WAREHOUSE_ENV] = str(warehouse)
+    os.environ[WAREHOUSE_ENV] = _path(warehouse)
+    os.environ[TARGET_ENV] = _target(warehouse)
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
     from dagster import AssetKey, DagsterInstance, colored_console_logger
@@ -315,7 +386,9 @@ def run_job(
     loggers = {"progress": progress_logger(ProgressHandler())}
     if verbose:
         loggers["console"] = colored_console_logger
-    job = build_definitions(str(warehouse), loggers=loggers).resolve_job_def(JOB_NAME)
+    job = build_definitions(
+        _path(warehouse), loggers=loggers, target=_target(warehouse)
+    ).resolve_job_def(JOB_NAME)
     run_config: dict = {
         "resources": {
             "settings": {
@@ -326,7 +399,9 @@ def run_job(
                     "unit_tests": unit_tests,
                 }
             },
-            "warehouse": {"config": {"path": str(warehouse), "wait": wait}},
+            "warehouse": {
+                "config": {"path": _path(warehouse), "wait": wait, "target": _target(warehouse)}
+            },
         },
     }
     # Only these loggers: Dagster's console logger would print ~700 lines of events.
@@ -362,8 +437,14 @@ def run_job(
         f"run {result.run_id}: {len(materialized)} assets materialized in "
         f"{time.perf_counter() - started:.1f} s"
     )
-    unpublished = run_control.failed_copy(warehouse, result.run_id)
-    if result.success and unpublished.exists():  # Dagster counts a failed teardown a success
+    unpublished = (
+        None
+        if isinstance(warehouse, PgWarehouse)
+        else run_control.failed_copy(warehouse, result.run_id)
+    )
+    if (
+        result.success and unpublished is not None and unpublished.exists()
+    ):  # Dagster counts a failed teardown a success
         print(
             f"insiders: error: the run's results could not be published: {warehouse} is "
             f"left as the last complete run made it; this run's copy is {unpublished}",
@@ -380,6 +461,18 @@ def run_job(
             _print_answer(warehouse)
             print(f"report: {meta['html'].value}")
     return 0
+
+
+def _path(warehouse: Warehouse) -> str:
+    """The ``--warehouse`` path of the resources: the DuckDB file, or on PostgreSQL a
+    path whose folder is the local files' folder (``WarehouseResource.anchor``)."""
+    if isinstance(warehouse, PgWarehouse):
+        return str(warehouse.local.parent.parent / "insiders_warehouse.duckdb")
+    return str(warehouse)
+
+
+def _target(warehouse: Warehouse) -> str:
+    return POSTGRES if isinstance(warehouse, PgWarehouse) else "duckdb"
 
 
 def _failures(events: Sequence) -> list[str]:
@@ -415,12 +508,11 @@ def _failures(events: Sequence) -> list[str]:
     )
 
 
-def _print_answer(warehouse: Path) -> None:
+def _print_answer(warehouse: Warehouse) -> None:
     """One line: who the Insiders are, by which definition, and what they bring."""
-    from orchestration.warehouse import connect
+    from orchestration.sessions import open_warehouse
 
-    con = connect(warehouse, read_only=True)
-    try:
+    with open_warehouse(warehouse, ["insiders.kpis", "insiders.definition_choice"]) as con:
         row = con.execute(
             """
             select kpis.insiders, kpis.customers, kpis.share_of_customers,
@@ -431,8 +523,6 @@ def _print_answer(warehouse: Path) -> None:
             where choice.is_chosen
             """
         ).fetchone()
-    finally:
-        con.close()
     if row is None:
         return
     insiders, customers, share, revenue, definition, chosen_by, ratio = row
@@ -464,7 +554,7 @@ def exposure_warning(address: str, port: int) -> str | None:
     )
 
 
-def _dashboard(warehouse: Path, port: int, address: str, snapshot: Path | None) -> int:
+def _dashboard(warehouse: Warehouse, port: int, address: str, snapshot: Path | None) -> int:
     """Replace this process with ``streamlit run`` on the dashboard (one process to stop).
 
     The dashboard opens only the snapshot, read-only: it never contends with a run.
@@ -511,9 +601,17 @@ def main(argv: list[str] | None = None) -> int:
             reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     try:
-        warehouse = resolve_warehouse(getattr(args, "warehouse", None))
-        if args.command in ("load", "build", "run"):
-            check_warehouse(warehouse)
+        target = resolve_target(getattr(args, "target", None))
+        path = resolve_warehouse(getattr(args, "warehouse", None))
+        warehouse: Warehouse = path
+        if target == POSTGRES:
+            from orchestration.postgres import local_folder
+
+            warehouse = PgWarehouse(local_folder(path))
+            if args.command in ("load", "build", "run", "reader-role"):
+                warehouse.connect().close()  # one line if the server cannot be used
+        elif args.command in ("load", "build", "run"):
+            check_warehouse(path)
     except ValueError as exc:
         print(f"insiders: error: {exc}", file=sys.stderr)
         return 2
@@ -523,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
         return _build(warehouse, args.as_of, args.select, args.wait, args.verbose)
     if args.command == "demo-data":
         return _demo(args.directory, args.customers, args.seed, args.layout)
+    if args.command == "reader-role":
+        return _reader_role(warehouse, args.role)
     if args.command == "dashboard":
         return _dashboard(warehouse, args.port, args.address, args.snapshot)
     return _run(

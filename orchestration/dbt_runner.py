@@ -29,9 +29,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models_py.locations import WAREHOUSE_ENV
+
+if TYPE_CHECKING:
+    from orchestration.sessions import Warehouse
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -44,7 +47,7 @@ _FINGERPRINT_FILE = "insiders_fingerprint.txt"
 VERBOSE_ENV = "INSIDERS_VERBOSE"
 
 
-def dbt_target_path(warehouse: Path) -> Path:
+def dbt_target_path(warehouse: Warehouse) -> Path:
     """dbt's target folder (artifacts, partial parse, logs) of runs on ``warehouse``:
     one per warehouse, beside it, reused by every invocation."""
     return warehouse.parent / ".dbt" / "target"
@@ -185,16 +188,23 @@ class DbtParseError(RuntimeError):
 _MANIFESTS: dict[tuple[str, str, str, str], Any] = {}
 
 
-def run_manifest(warehouse: Path, variables: dict[str, object], target: Path) -> Any:
+def run_manifest(warehouse: Warehouse, variables: dict[str, object], target: Path) -> Any:
     """The parsed manifest for invocations on ``warehouse`` with ``variables``.
 
     Kept in memory for the process; the first parse uses dbt's partial parsing in
     ``target`` (the warehouse's own folder), so only changed files are read again."""
-    key = (dbt_fingerprint(), str(warehouse), json.dumps(variables, sort_keys=True), str(target))
+    key = (
+        dbt_fingerprint(),
+        _where(warehouse),
+        json.dumps(variables, sort_keys=True),
+        str(target),
+    )
     if key in _MANIFESTS:
         return _MANIFESTS[key]
     with _warehouse_env(warehouse):
-        result = _runner().invoke(dbt_args("parse", variables, ["--quiet"], target))
+        result = _runner().invoke(
+            dbt_args("parse", variables, ["--quiet", *_target_args(warehouse)], target)
+        )
     if not result.success:
         raise DbtParseError(f"dbt parse failed: {_first_line(result.exception)}")
     _MANIFESTS.clear()  # one warehouse at a time: do not keep old projects alive
@@ -202,9 +212,29 @@ def run_manifest(warehouse: Path, variables: dict[str, object], target: Path) ->
     return result.result
 
 
+def _where(warehouse: Warehouse) -> str:
+    """The warehouse as the manifest cache's key: the file, or the database."""
+    from orchestration.postgres import PgWarehouse
+
+    return warehouse.describe() if isinstance(warehouse, PgWarehouse) else str(warehouse)
+
+
+def _target_args(warehouse: Warehouse) -> list[str]:
+    """``--target`` of the profile's output for ``warehouse`` (duckdb or postgres)."""
+    from orchestration.sessions import target_name
+
+    return ["--target", target_name(warehouse)]
+
+
 @contextmanager
-def _warehouse_env(warehouse: Path) -> Iterator[None]:
-    """The profile reads the warehouse from ``INSIDERS_WAREHOUSE``: set it for one call."""
+def _warehouse_env(warehouse: Warehouse) -> Iterator[None]:
+    """The profile reads the DuckDB file from ``INSIDERS_WAREHOUSE`` (PostgreSQL's
+    connection from the ``PG*`` variables): set it for one call."""
+    from orchestration.postgres import PgWarehouse
+
+    if isinstance(warehouse, PgWarehouse):
+        yield
+        return
     previous = os.environ.get(WAREHOUSE_ENV)
     os.environ[WAREHOUSE_ENV] = str(warehouse)
     try:
@@ -236,7 +266,7 @@ _RESULT_EVENTS = frozenset(
 
 def invoke(
     command: str,
-    warehouse: Path,
+    warehouse: Warehouse,
     variables: dict[str, object] | None = None,
     extra: Sequence[str] = (),
     target: Path | None = None,
@@ -266,7 +296,8 @@ def invoke(
         if event.info.name in _RESULT_EVENTS:
             events.append(msg_to_dict(event))
 
-    args = dbt_args(command, variables, [*(["--quiet"] if quiet else []), *extra], target)
+    flags = [*(["--quiet"] if quiet else []), *_target_args(warehouse), *extra]
+    args = dbt_args(command, variables, flags, target)
     with _warehouse_env(warehouse):
         try:
             result = _runner(manifest, [collect]).invoke(args)
@@ -314,22 +345,23 @@ def _close_dbt_connections() -> None:
 
 def run_dbt(
     command: str,
-    warehouse: Path,
+    warehouse: Warehouse,
     variables: dict[str, object] | None = None,
     extra: Sequence[str] = (),
 ) -> bool:
     """Invoke dbt in this process (tests, tools); True when every node and test passed."""
-    from orchestration.ml_tables import ensure_ml_tables
+    from orchestration.postgres import PgWarehouse, PgWriterLock
     from orchestration.run_control import WarehouseLock
-    from orchestration.warehouse import connect
+    from orchestration.sessions import prepare_warehouse
 
     # A writer like any other: hold the warehouse lock, so a run cannot publish its copy
     # over what this build writes (a dbt started by hand does not know the lock).
-    with WarehouseLock(warehouse, "dbt in process"):
-        con = connect(warehouse)  # the raw and ml source tables exist before dbt reads
-        try:
-            ensure_ml_tables(con)
-        finally:
-            con.close()
+    lock: Any = (
+        PgWriterLock("dbt in process")
+        if isinstance(warehouse, PgWarehouse)
+        else WarehouseLock(warehouse, "dbt in process")
+    )
+    with lock:
+        prepare_warehouse(warehouse)  # the raw and ml source tables exist before dbt reads
         outcome = invoke(command, warehouse, variables, extra, quiet=False)
     return outcome.success

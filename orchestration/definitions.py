@@ -168,7 +168,7 @@ def insiders_dbt_assets(
     """
     # Dagster may run a dbt step (seeds) before the loader: make sure the file, its
     # folder and the Python-owned source tables exist before dbt opens it.
-    warehouse.connect().close()
+    warehouse.prepare()
     manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
     selection, indirect = get_subset_selection_for_context(
         context=context,
@@ -181,7 +181,7 @@ def insiders_dbt_assets(
     )
     # One target folder per warehouse, reused by every invocation, beside the
     # warehouse rather than in the source tree; dbt's logs go there too.
-    target = dbt_target_path(Path(warehouse.path))
+    target = dbt_target_path(warehouse.anchor)
     outcome = invoke_dbt(
         "build",
         warehouse.file,
@@ -245,11 +245,8 @@ def customer_segmentation(
     model) and write the labels to ``ml``."""
     refit = config.refit
     if refit is None:  # monthly: refit in a new month, else score with the saved model
-        con = warehouse.connect()
-        try:
+        with warehouse.session(reads=["marts.dim_customers"]) as con:
             decision = monthly_refit(con, customers_as_of(con))
-        finally:
-            con.close()
         context.log.info(f"refit: {decision.refit} ({decision.reason})")
         refit = decision.refit
     try:
@@ -260,7 +257,7 @@ def customer_segmentation(
             log=context.log,
             as_of=settings.dbt_vars().get("as_of"),
             # The real warehouse's folder: during a run, warehouse.file is a work copy.
-            models=models_dir(Path(warehouse.path)),
+            models=models_dir(warehouse.anchor),
         )
     except (NoCustomersError, ModelStoreError) as error:
         raise Failure(description=str(error)) from None
@@ -337,13 +334,10 @@ def insiders_analytics(
     """
     refit = config.refit
     if refit is None:
-        con = warehouse.connect()
-        try:
+        with warehouse.session(reads=["marts.dim_customers"]) as con:
             refit = clustering_refitted(con, context.run.run_id)
             if refit is None:  # the clustering did not run in this run
                 refit = monthly_refit(con, customers_as_of(con)).refit
-        finally:
-            con.close()
     from orchestration.insiders_steps import run_rolling_evaluation  # pandas, pymc: here
 
     metadata = run_rolling_evaluation(
@@ -383,7 +377,7 @@ def insiders_report(context: AssetExecutionContext, warehouse: WarehouseResource
     """Write the report and show it in the asset's metadata."""
     from orchestration.report_asset import write_report
 
-    paths, report = write_report(warehouse.file, Path(warehouse.path).parent / "reports")
+    paths, report = write_report(warehouse.file, warehouse.anchor.parent / "reports")
     context.log.info(f"report written to {paths['html']}")
     yield MaterializeResult(
         asset_key=AssetKey(["insiders", "report"]),
@@ -430,9 +424,7 @@ def bi_snapshot(
     context: AssetExecutionContext, warehouse: WarehouseResource, bi: BiSnapshotResource
 ):
     """Publish the snapshot of this run (only reached when everything upstream succeeded)."""
-    published = publish_snapshot(
-        warehouse.file, bi.resolve(Path(warehouse.path)), context.run.run_id
-    )
+    published = publish_snapshot(warehouse.file, bi.resolve(warehouse.anchor), context.run.run_id)
     context.log.info(f"BI snapshot {published.snapshot_id} published to {published.path}")
     yield MaterializeResult(
         asset_key=AssetKey(["bi", "snapshot"]),
@@ -517,11 +509,15 @@ def dead_runs(context: SensorEvaluationContext):
 
 
 def build_definitions(
-    warehouse: str | None = None, loggers: dict[str, LoggerDefinition] | None = None
+    warehouse: str | None = None,
+    loggers: dict[str, LoggerDefinition] | None = None,
+    target: str | None = None,
 ) -> Definitions:
-    """The one Definitions object; ``warehouse`` overrides $INSIDERS_WAREHOUSE, and
-    ``loggers`` replace Dagster's console logger (the CLI's progress lines)."""
+    """The one Definitions object; ``warehouse`` overrides $INSIDERS_WAREHOUSE,
+    ``target`` $INSIDERS_TARGET (duckdb or postgres), and ``loggers`` replace Dagster's
+    console logger (the CLI's progress lines)."""
     from models_py.locations import resolve_warehouse
+    from orchestration.targets import resolve_target
 
     return Definitions(
         assets=[
@@ -536,7 +532,9 @@ def build_definitions(
         schedules=[monthly_refresh],
         sensors=[new_transaction_files, dead_runs],
         resources={
-            "warehouse": WarehouseResource(path=str(resolve_warehouse(warehouse))),
+            "warehouse": WarehouseResource(
+                path=str(resolve_warehouse(warehouse)), target=resolve_target(target)
+            ),
             "settings": BuildSettings(),
             "bi": BiSnapshotResource(),
         },

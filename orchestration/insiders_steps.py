@@ -35,13 +35,14 @@ from models_py.rolling_evaluation import (
     score_current,
 )
 from models_py.settings import RANDOM_GROUPS_CONFIDENCE
-from orchestration.ml_tables import ensure_ml_tables, recorded_run, write_tables
-from orchestration.warehouse import connect
+from orchestration.ml_tables import recorded_run, write_tables
+from orchestration.sessions import Warehouse, open_warehouse
 
 EVALUATION_FEATURES = "intermediate.int_customer_features__evaluations"
 EVALUATION_DATES = "intermediate.int_evaluation_dates"
 PURCHASE_HISTORIES = "intermediate.int_customer_purchase_histories"
 SCORES = "intermediate.int_customer_scores__evaluations"
+# Portable SQL, computed in the warehouse (on PostgreSQL, by the server).
 MONTHLY_REVENUE = """
     with lines as (
         select invoice_at, revenue from intermediate.int_transaction_lines__rules_applied
@@ -53,34 +54,24 @@ MONTHLY_REVENUE = """
 """
 
 
-def _read(warehouse: Path, queries: dict[str, str]) -> dict[str, pd.DataFrame]:
-    con = connect(warehouse, read_only=False)
-    try:
-        return {name: con.execute(sql).df() for name, sql in queries.items()}
-    finally:
-        con.close()
+def _read_customers(warehouse: Warehouse) -> pd.DataFrame:
+    with open_warehouse(warehouse, reads=["marts.dim_customers"]) as con:
+        return con.execute("select * from marts.dim_customers order by customer_id").df()
 
 
-def _write(warehouse: Path, **kwargs: Any) -> None:
-    con = connect(warehouse)
-    try:
+def _write(warehouse: Warehouse, **kwargs: Any) -> None:
+    with open_warehouse(warehouse, write=True) as con:
         write_tables(con, **kwargs)
-    finally:
-        con.close()
 
 
 def _current_run(
-    warehouse: Path,
+    warehouse: Warehouse,
 ) -> tuple[str, Any, ClusteringConfig, dict[str, Any], pd.DataFrame]:
     """The clustering run whose labels are current: run_id, as_of, its settings, its
     chosen model and its labels."""
-    con = connect(warehouse, read_only=False)
-    try:
-        ensure_ml_tables(con)
+    with open_warehouse(warehouse) as con:
         labels = con.execute("select * exclude (model) from ml.customer_segments").df()
         run = recorded_run(con, str(labels["run_id"].iloc[0])) if not labels.empty else None
-    finally:
-        con.close()
     if run is None or not run.chosen:
         raise ValueError("no clustering run yet: materialise ml/customer_segments first")
     return run.run_id, labels["as_of"].iloc[0], _clustering_config(run.config), run.chosen, labels
@@ -208,7 +199,7 @@ def _dated(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _inputs(warehouse: Path, as_of: Any | None = None) -> EvaluationInputs:
+def _inputs(warehouse: Warehouse, as_of: Any | None = None) -> EvaluationInputs:
     """Copy dbt's per-date relations to Parquet (all dates, or with ``as_of`` only the
     as-of's and those the trained model learns from at it) and read them per date."""
     wanted, params = "", {}
@@ -228,14 +219,12 @@ def _inputs(warehouse: Path, as_of: Any | None = None) -> EvaluationInputs:
         + ("where evaluation_date = $as_of " if as_of is not None else "")
         + "order by evaluation_date, customer_id",
     }
-    con = connect(warehouse, read_only=False)
-    try:
+    reads = [EVALUATION_DATES, EVALUATION_FEATURES, SCORES, PURCHASE_HISTORIES]
+    with open_warehouse(warehouse, reads=[*reads, ("monthly_revenue", MONTHLY_REVENUE)]) as con:
         for name, sql in relations.items():
             used = {k: v for k, v in params.items() if f"${k}" in sql}
             con.sql(sql, params=used or None).write_parquet(scratch.path(name))
-        monthly = con.execute(MONTHLY_REVENUE).df()
-    finally:
-        con.close()
+        monthly = con.execute("select * from monthly_revenue order by month").df()
     dates = scratch.frame(
         "select * from read_parquet($path) order by evaluation_date",
         {"path": scratch.path("dates")},
@@ -252,23 +241,21 @@ def _inputs(warehouse: Path, as_of: Any | None = None) -> EvaluationInputs:
     )
 
 
-def read_inputs(warehouse: Path) -> EvaluationInputs:
+def read_inputs(warehouse: Warehouse) -> EvaluationInputs:
     """The point-in-time inputs of every evaluation date (built by dbt), per date."""
     return _inputs(warehouse)
 
 
-def read_current_inputs(warehouse: Path, as_of: Any) -> EvaluationInputs:
+def read_current_inputs(warehouse: Warehouse, as_of: Any) -> EvaluationInputs:
     """What a daily run reads: the as-of's rows, and the rows the trained revenue model
     learns from (dates whose horizon was over by the as-of), not every date's."""
     return _inputs(warehouse, as_of)
 
 
-def read_saved(warehouse: Path) -> SavedEvaluation | None:
+def read_saved(warehouse: Warehouse) -> SavedEvaluation | None:
     """The last refitting run's parameters and its rows of the dates before its as-of,
     or None when no run has recorded parameters (``ml.forecast_parameters`` is empty)."""
-    con = connect(warehouse, read_only=False)
-    try:
-        ensure_ml_tables(con)
+    with open_warehouse(warehouse) as con:
         parameters = con.execute(
             "select run_id, as_of, model, parameter, value from ml.forecast_parameters"
         ).df()
@@ -293,8 +280,6 @@ def read_saved(warehouse: Path) -> SavedEvaluation | None:
             "where origin_date < ? order by origin_date, definition",
             [refit_as_of],
         ).df()
-    finally:
-        con.close()
     posterior: dict[str, dict[str, float]] = {}
     for row in parameters.itertuples():
         posterior.setdefault(str(row.model), {})[str(row.parameter)] = float(row.value)
@@ -320,7 +305,7 @@ def _parameter_rows(posterior: dict[str, dict[str, float]]) -> pd.DataFrame:
 
 
 def run_rolling_evaluation(
-    warehouse: Path,
+    warehouse: Warehouse,
     n_random: int,
     confidence: float = RANDOM_GROUPS_CONFIDENCE,
     seed: int = 42,
@@ -351,9 +336,7 @@ def run_rolling_evaluation(
             f" {current}: refitting"
         )
         saved = None
-    customers = _read(
-        warehouse, {"customers": "select * from marts.dim_customers order by customer_id"}
-    )["customers"]
+    customers = _read_customers(warehouse)
     started = time.perf_counter()
     if saved is None:
         result = evaluate(

@@ -15,7 +15,7 @@ import pandas as pd
 
 from models_py.published import REPORT_TABLES
 from models_py.report import Report, build_report
-from orchestration.warehouse import connect
+from orchestration.sessions import Warehouse, open_warehouse
 
 
 @dataclass
@@ -27,21 +27,18 @@ class WrittenReport:
     is_synthetic: bool = False
 
 
-def read_report_tables(warehouse: Path) -> dict[str, pd.DataFrame]:
+def read_report_tables(warehouse: Warehouse) -> dict[str, pd.DataFrame]:
     """The marts the report lays out (``models_py.published.REPORT_TABLES``), by table
     name, read in one short connection."""
-    con = connect(warehouse, read_only=False)
-    try:
+    with open_warehouse(warehouse, reads=[f"{s}.{t}" for s, t in REPORT_TABLES]) as con:
         return {
             table: con.execute(f"select * from {schema}.{table}").df()
             for schema, table in REPORT_TABLES
         }
-    finally:
-        con.close()
 
 
 def write_report(
-    warehouse: Path, folder: Path | None = None
+    warehouse: Warehouse, folder: Path | None = None
 ) -> tuple[dict[str, Path], WrittenReport]:
     """Render the report from the warehouse's marts and replace the files atomically.
 

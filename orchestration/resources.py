@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
 
@@ -11,44 +13,75 @@ from pydantic import PrivateAttr
 
 from models_py.locations import resolve_bi_dir
 from orchestration import run_control
-from orchestration.ml_tables import ensure_ml_tables
-from orchestration.warehouse import check_warehouse, connect
+from orchestration.postgres import PgWarehouse, PgWriterLock, local_folder
+from orchestration.sessions import Warehouse, open_warehouse, prepare_warehouse
+from orchestration.targets import DUCKDB, POSTGRES, check_target
+from orchestration.warehouse import check_warehouse
 
 
 class WarehouseResource(ConfigurableResource):
-    """The DuckDB warehouse of a run: one run at a time, landing whole or not at all.
+    """The warehouse of a run: one run at a time, landing whole or not at all.
 
-    ``path`` is the warehouse file. During a run, the steps write a work copy of it
-    (``file``) while the run holds the warehouse lock; when every step succeeded the
-    copy replaces the warehouse in one rename, otherwise the warehouse stays as the
-    last complete run left it (see ``orchestration.run_control``). ``wait``: a run
-    that finds the warehouse busy waits for it (False: fails at once, naming the
-    holder). Steps open the file briefly: DuckDB allows one writer process.
+    ``target`` is ``duckdb`` (the default) or ``postgres``. On DuckDB ``path`` is the
+    warehouse file. During a run, the steps write a work copy of it (``file``) while
+    the run holds the warehouse lock; when every step succeeded the copy replaces the
+    warehouse in one rename, otherwise the warehouse stays as the last complete run
+    left it (see ``orchestration.run_control``). Steps open the file briefly: DuckDB
+    allows one writer process.
+
+    On PostgreSQL the database is the one the ``PG*`` variables name; ``path`` only
+    places the local files (models, reports, the BI snapshot, dbt's target folder, the
+    run lock) in ``postgres/<database>/`` beside it. A run holds the database's
+    advisory writer lock; dbt replaces each table inside a transaction and the Python
+    steps write their ``ml`` tables in one transaction each, so readers always see
+    whole tables. ``wait``: a run that finds the warehouse busy waits for it (False:
+    fails at once, naming the holder).
     """
 
     path: str
     wait: bool = True
+    target: str = DUCKDB
 
     _work: Path | None = PrivateAttr(default=None)
     _lock: run_control.WarehouseLock | None = PrivateAttr(default=None)
+    _pg_lock: PgWriterLock | None = PrivateAttr(default=None)
     _run_lock: run_control.RunLock | None = PrivateAttr(default=None)
 
     @property
-    def file(self) -> Path:
-        """The database file steps read and write: the run's work copy during a run."""
+    def is_postgres(self) -> bool:
+        return check_target(self.target) == POSTGRES
+
+    @property
+    def anchor(self) -> Warehouse:
+        """The warehouse as a place: its ``parent`` folder holds the local files."""
+        if self.is_postgres:
+            return PgWarehouse(local_folder(Path(self.path)))
+        return Path(self.path)
+
+    @property
+    def file(self) -> Warehouse:
+        """What steps read and write: the run's work copy during a DuckDB run, the
+        database on PostgreSQL."""
+        if self.is_postgres:
+            return self.anchor
         return self._work or Path(self.path)
 
-    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        """Open the run's file; a writer also makes sure the ``ml`` tables exist, so the
-        dbt sources over them resolve before the first clustering."""
-        con = connect(self.file, read_only=read_only)
-        if not read_only:
-            ensure_ml_tables(con)
-        return con
+    def session(
+        self, reads: Sequence[str | tuple[str, str]] = ()
+    ) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A step's connection (``orchestration.sessions.open_warehouse``)."""
+        return open_warehouse(self.file, reads)
+
+    def prepare(self) -> None:
+        """Make the ``raw`` and ``ml`` tables exist before dbt reads them."""
+        prepare_warehouse(self.file)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         run_id, instance = _run_id(context), context.instance
         if not run_id:  # built outside a run (a test, a script): use the file itself
+            return
+        if self.is_postgres:
+            self._setup_postgres(context, run_id)
             return
         warehouse = Path(self.path)
         check_warehouse(warehouse)  # one line for a path that is no DuckDB database
@@ -65,6 +98,26 @@ class WarehouseResource(ConfigurableResource):
             self._work = run_control.start_work(warehouse)
         except BaseException:
             # Dagster calls no teardown when setup fails: let go of what was taken.
+            self._release()
+            raise
+
+    def _setup_postgres(self, context: InitResourceContext, run_id: str) -> None:
+        """A run on PostgreSQL: the local run lock (dead runs), then the database's
+        writer lock; no work copy (see the class docstring)."""
+        anchor = self.anchor
+        anchor.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._run_lock = run_control.RunLock(anchor.parent / "database", run_id)
+            self._run_lock.acquire()
+            instance = context.instance
+            if instance is not None:
+                tag = {run_control.RUN_LOCK_TAG: str(self._run_lock.path)}
+                instance.add_run_tags(run_id, tag)
+                for dead in run_control.fail_dead_runs(instance, exclude=run_id):
+                    _log(context, f"run {dead} had no process any more: marked failed")
+            self._pg_lock = PgWriterLock(f"Dagster run {run_id}")
+            self._pg_lock.acquire(wait=self.wait, notify=lambda line: _log(context, line))
+        except BaseException:
             self._release()
             raise
 
@@ -101,6 +154,9 @@ class WarehouseResource(ConfigurableResource):
 
     def _release(self) -> None:
         self._work = None
+        if self._pg_lock is not None:
+            self._pg_lock.release()
+            self._pg_lock = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -175,5 +231,5 @@ class BiSnapshotResource(ConfigurableResource):
 
     directory: str = ""
 
-    def resolve(self, warehouse: Path) -> Path:
+    def resolve(self, warehouse: Warehouse) -> Path:
         return resolve_bi_dir(warehouse, self.directory or None)

@@ -25,14 +25,13 @@ from models_py.clustering import ClusteringConfig
 from models_py.model_store import load_model, models_dir, prune_models, save_model, save_plot
 from orchestration.ml_tables import (
     SegmentationWrite,
-    ensure_ml_tables,
     latest_model_run,
     read_customers,
     read_previous_centroids,
     recent_model_names,
     write_segmentation,
 )
-from orchestration.warehouse import connect
+from orchestration.sessions import Warehouse, open_warehouse
 
 if TYPE_CHECKING:
     from models_py.clustering import Segmentation
@@ -83,7 +82,7 @@ class NoCustomersError(ValueError):
 
 
 def run_segmentation(
-    warehouse: Path,
+    warehouse: Warehouse,
     config: SegmentationConfig,
     run_id: str,
     log: logging.Logger | Any,
@@ -102,14 +101,13 @@ def run_segmentation(
     if config.keep_models < 1:
         raise ValueError(f"keep_models must be at least 1, got {config.keep_models}")
     directory = models or models_dir(warehouse)
-    con = connect(warehouse, read_only=False)
-    try:
-        ensure_ml_tables(con)
-        customers = _customers(con, _as_date(as_of))
+    with open_warehouse(warehouse, reads=["marts.dim_customers"]) as con:
+        customers = _customers(con)
         previous = read_previous_centroids(con)
         saved_run = None if config.refit else latest_model_run(con)
-    finally:
-        con.close()
+    if isinstance(customers, bool):
+        with open_warehouse(warehouse, reads=["raw.transactions"]) as con:
+            raise NoCustomersError(_why_no_customers(con, _as_date(as_of), built=customers))
 
     saved, model_path, sha256 = None, "", None
     if saved_run is not None and saved_run.model_path:
@@ -125,8 +123,7 @@ def run_segmentation(
         log.info(f"fitted {outcome.model_name} in {outcome.timings.get('total', 0):.1f} s")
     as_of_customers = pd.Timestamp(customers["as_of"].max()).date()
 
-    con = connect(warehouse)
-    try:
+    with open_warehouse(warehouse, write=True) as con:
         write_segmentation(
             con,
             SegmentationWrite(
@@ -146,8 +143,6 @@ def run_segmentation(
             ),
         )
         keep = recent_model_names(con, config.keep_models)
-    finally:
-        con.close()
     plot = embedding_png(outcome.embedding, outcome.labels)
     plot_path = save_plot(directory, model_path, plot)
     for removed in prune_models(directory, keep):
@@ -161,14 +156,13 @@ def _as_date(value: date | str | None) -> date | None:
     return date.fromisoformat(value) if value.strip() else None
 
 
-def _customers(con: duckdb.DuckDBPyConnection, as_of: date | None) -> pd.DataFrame:
-    """``marts.dim_customers``, or :class:`NoCustomersError` saying why it is empty."""
+def _customers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | bool:
+    """``marts.dim_customers``, or whether it exists when it has no customer (the
+    caller then says why, reading ``raw``)."""
     if _exists(con, "marts", "dim_customers"):
         customers = read_customers(con)
-        if not customers.empty:
-            return customers
-        raise NoCustomersError(_why_no_customers(con, as_of, built=True))
-    raise NoCustomersError(_why_no_customers(con, as_of, built=False))
+        return customers if not customers.empty else True
+    return False
 
 
 def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:

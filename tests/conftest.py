@@ -154,3 +154,24 @@ def demo_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     snapshot = warehouse.parent / "bi" / SNAPSHOT_FILE
     assert snapshot.is_file()
     return snapshot
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> dict[str, str]:
+    """The PG* variables of the test server (see tests/postgres_server.py)."""
+    from tests.postgres_server import server_env
+
+    return server_env()
+
+
+@pytest.fixture
+def pg_database(pg_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, its PG* variables set in the
+    environment (PGDATABASE names it), dropped afterwards."""
+    from tests.postgres_server import fresh_database
+
+    with fresh_database(pg_server) as name:
+        for key, value in pg_server.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("PGDATABASE", name)
+        yield name

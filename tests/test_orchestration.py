@@ -302,14 +302,14 @@ def test_a_clustering_that_fails_while_writing_leaves_the_previous_answer(
     """The clustering fails AFTER it started writing ml.* (one table already replaced in
     its transaction): the run fails, and the labels, every ml and insiders table, the
     BI snapshot and the report are exactly what the previous run published."""
-    import orchestration.segmentation_asset as segmentation_step
+    import orchestration.sessions as sessions  # how every Python step opens the warehouse
 
     warehouse, _ = first_run
     before = published_answer(warehouse)
     seen: dict[str, object] = {}
-    real_connect = segmentation_step.connect
+    real_connect = sessions.connect
     monkeypatch.setattr(
-        segmentation_step,
+        sessions,
         "connect",
         lambda *a, **k: FailsOnTheSecondInsert(real_connect(*a, **k), seen),
     )
