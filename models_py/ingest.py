@@ -544,10 +544,11 @@ def _split_fast(data: bytes, header: Header, lines_before: int) -> tuple[pa.Tabl
     Returns the records and the chunk's line count, or None (use the exact path) when
     any record is malformed, spans lines or a line is blank, because then Arrow's row
     index is no longer the line number. A lone ``\\r`` (a line end to Python's reader,
-    which would number the lines after it differently) also takes the exact path.
+    which would number the lines after it differently) and a NUL byte (see
+    :func:`_split_exact`) also take the exact path.
     ``lines_before`` = 0 means the chunk starts with the header.
     """
-    if data.count(b"\r") != data.count(b"\r\n"):
+    if data.count(b"\r") != data.count(b"\r\n") or b"\x00" in data:
         return None
     with_header = lines_before == 0
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
@@ -578,7 +579,12 @@ def _split_exact(
 ) -> Iterator[_Split]:
     """Python's csv reader over ``lines``, record by record, keeping each record's first
     line number (``lines_before`` + its line in ``lines``); pieces of at most
-    :data:`_EXACT_PIECE_ROWS` records."""
+    :data:`_EXACT_PIECE_ROWS` records.
+
+    A record holding a NUL byte (past the head :func:`read_header` probes) is
+    quarantined, its NUL written ``\\x00`` in ``raw_record``: no text value holds a
+    NUL, which PostgreSQL's text type cannot store, so both targets load the same rows.
+    """
     reader = csv.reader(lines)
     if with_header:
         next(reader, None)
@@ -593,8 +599,11 @@ def _split_exact(
             start = lines_before + previous_end + 1
             previous_end = reader.line_num
             if len(row) == width or (header.trailing_empty and len(row) == named):
-                rows.append(row)
-                starts.append(start)
+                if "\x00" in "".join(row):
+                    rejected.append((start, _join(row), "NUL byte in the record"))
+                else:
+                    rows.append(row)
+                    starts.append(start)
             else:
                 reason = "blank line" if not row else f"expected {named} fields, found {len(row)}"
                 rejected.append((start, _join(row), reason))
@@ -631,9 +640,10 @@ def _exact_tables(
 
 
 def _join(row: list[str]) -> str:
+    """A rejected record as CSV text, any NUL byte written ``\\x00``."""
     buf = io.StringIO()
     csv.writer(buf, lineterminator="").writerow(row)
-    return buf.getvalue()
+    return buf.getvalue().replace("\x00", "\\x00")
 
 
 # Typing in SQL: vectorised, and the same rules for every layout. ``files`` maps each

@@ -129,7 +129,8 @@ def pull(
     else:
         duck.execute(f'create table {schema}."{name}" as {read}', [str(path)])
     path.unlink()
-    return int(duck.execute(f'select count(*) from {schema}."{name}"').fetchone()[0])
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open on the connection.
+    return int(duck.execute(f'select count(*) from {schema}."{name}"').fetchall()[0][0])
 
 
 def _duckdb_type(description: Any) -> str:
@@ -142,7 +143,8 @@ def _duckdb_type(description: Any) -> str:
 
 def fingerprint(duck: duckdb.DuckDBPyConnection, table: str) -> tuple[Any, ...]:
     """Row count and an order-independent hash of the rows of ``ml.<table>``."""
-    return tuple(duck.execute(f"select count(*), bit_xor(hash(t)) from ml.{table} as t").fetchone())
+    row = duck.execute(f"select count(*), bit_xor(hash(t)) from ml.{table} as t").fetchall()
+    return tuple(row[0])
 
 
 def push(pg: Any, duck: duckdb.DuckDBPyConnection, tables: Sequence[str], folder: Path) -> None:

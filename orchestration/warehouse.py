@@ -1,10 +1,13 @@
-"""The DuckDB warehouse: where it lives, and loading transaction files into ``raw``.
+"""The DuckDB warehouse: where it lives, and loading transaction files into ``raw``
+(of a DuckDB file, or of a PostgreSQL database: ``orchestration.pg_loader``).
 
 Loading is idempotent per file content. A file whose path and content are already
 loaded is skipped; a file whose content changed replaces its own rows; content
 already loaded under another path is skipped, so a copy cannot double the revenue.
 All files of one call are written in a single transaction: a crash leaves the
-warehouse as it was.
+warehouse as it was. Everything but the writes is shared by both targets: the files,
+rows, quarantine reasons, counts and report are the same on DuckDB and PostgreSQL
+(:class:`RawSink` is the part that differs).
 
 Memory does not grow with the input: files are hashed in blocks, then split, typed and
 inserted in batches of :data:`BATCH_BYTES` of CSV (a file larger than ``CHUNK_BYTES``
@@ -32,9 +35,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
+import pyarrow as pa
 
 from models_py.ingest import (
     CHUNK_BYTES,
@@ -52,6 +56,9 @@ from models_py.ingest import (
     synthetic_hashes,
 )
 from models_py.locations import DUCKDB_CONFIG
+
+if TYPE_CHECKING:
+    from orchestration.postgres import PgWarehouse
 
 SOURCE_ENV = "INSIDERS_SOURCE"  # default source of `insiders run` and the sensor
 _WORKERS = min(4, os.cpu_count() or 1)
@@ -383,8 +390,16 @@ def _batches(jobs: list[_Job], limit: int) -> Iterator[list[_Job]]:
 _NOT_BESIDE_REAL = "synthetic demo data: not loaded into a warehouse that holds real data"
 
 
-def load_files(warehouse: Path, paths: Sequence[str | os.PathLike[str]]) -> LoadReport:
+def load_files(
+    warehouse: Path | PgWarehouse, paths: Sequence[str | os.PathLike[str]]
+) -> LoadReport:
     """Load files and directories into ``raw``; see the module docstring for the rules.
+
+    ``warehouse`` is a DuckDB file, or a :class:`~orchestration.postgres.PgWarehouse`
+    (the PostgreSQL database the ``PG*`` variables name): the same files give the same
+    rows, quarantine, counts and report on both, because everything but the writes
+    (discovery, hashing, splitting, typing in a staging DuckDB, the decisions of what
+    to load) is this one function; only the :class:`RawSink` differs.
 
     Two passes over the files, neither holding more than a batch: the first hashes
     each file in blocks and checks its head (so unchanged files, copies and files that
@@ -394,17 +409,9 @@ def load_files(warehouse: Path, paths: Sequence[str | os.PathLike[str]]) -> Load
     and hashlib release the GIL, so the cores share the work of many daily files.
     """
     report = LoadReport()
-    con = connect(warehouse)
-    configured = str(DUCKDB_CONFIG["memory_limit"])
+    sink = _open_sink(warehouse)
     try:
-        # Bound parameters: the configured limit comes from the environment.
-        con.execute("set memory_limit = ?", [min(configured, LOAD_MEMORY_LIMIT, key=_size_bytes)])
-        known: dict[str, tuple[str, bool]] = {
-            source: (sha, bool(synthetic))
-            for source, sha, synthetic in con.execute(
-                "select source_file, file_sha256, is_synthetic from raw.loaded_files"
-            ).fetchall()
-        }
+        known = sink.known_files()
         owner_of = {sha: source for source, (sha, _) in known.items()}
         holds_real = any(not synthetic for _, synthetic in known.values())
         found = discover_files(paths)
@@ -447,28 +454,166 @@ def load_files(warehouse: Path, paths: Sequence[str | os.PathLike[str]]) -> Load
                     source for source, (_, is_synthetic) in known.items() if is_synthetic
                 )
             if jobs:
-                # Typing runs in a DuckDB of its own (see _insert), spilling beside the
-                # warehouse as the warehouse's own connection does, not in the cwd.
+                # Typing runs in a DuckDB of its own (see _insert), spilling where the
+                # sink says (beside a DuckDB warehouse, as its own connection does), not
+                # in the cwd.
                 staging = duckdb.connect(
                     ":memory:",
                     config={
                         **DUCKDB_CONFIG,
                         "memory_limit": _STAGING_MEMORY_LIMIT,
-                        "temp_directory": f"{warehouse}.tmp",
+                        "temp_directory": sink.spill_directory,
                     },
                 )
                 try:
-                    _write(con, staging, pool, jobs, synthetic, set(known), report)
+                    _write(sink, staging, pool, jobs, synthetic, set(known), report)
                 finally:
                     staging.close()
             else:
                 report.removed_synthetic = []
     finally:
-        try:  # another connection in this process may share the database instance
-            con.execute("set memory_limit = ?", [configured])
-        finally:
-            con.close()
+        sink.close()
     return report
+
+
+class RawSink(Protocol):
+    """Where :func:`load_files` writes: the tables of schema ``raw`` of one target.
+
+    The loader decides everything else (which files, which rows, which reasons, the
+    counts); a sink only reads the ledger and applies the writes, all between
+    :meth:`begin` and :meth:`commit` (or :meth:`rollback`): :class:`_DuckDBSink` here,
+    ``orchestration.pg_loader.PgSink`` for PostgreSQL (bulk ``COPY``).
+    """
+
+    # Where the staging DuckDB may spill a batch it cannot hold in memory.
+    spill_directory: str
+
+    def known_files(self) -> dict[str, tuple[str, bool]]:
+        """``raw.loaded_files``: source file -> (SHA-256, is synthetic)."""
+        ...
+
+    def begin(self) -> None:
+        """Start the load's one transaction."""
+        ...
+
+    def remove_synthetic(self) -> None:
+        """Delete every synthetic file's rows and ledger entries."""
+        ...
+
+    def delete_rows(self, sources: list[str]) -> None:
+        """Delete the transactions and quarantined rows of these files."""
+        ...
+
+    def forget_file(self, source: str) -> None:
+        """Delete everything of one file, its ledger entry included."""
+        ...
+
+    def append(self, table: str, columns: str, rows: pa.RecordBatchReader) -> None:
+        """Append typed rows (``columns``, in that order) to ``raw.<table>``."""
+        ...
+
+    def record_files(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert or replace ``raw.loaded_files`` rows (:data:`FILE_COLUMNS`)."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def after_commit(self) -> None:
+        """Work after a successful commit (DuckDB folds its log into the file)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _open_sink(warehouse: Path | PgWarehouse) -> RawSink:
+    """The sink of a DuckDB file or of a PostgreSQL database; raises
+    :class:`WarehouseError` (one line) when the target cannot be opened."""
+    from orchestration.postgres import PgWarehouse
+
+    if isinstance(warehouse, PgWarehouse):
+        from orchestration.pg_loader import PgSink
+
+        return PgSink(warehouse)
+    return _DuckDBSink(warehouse)
+
+
+class _DuckDBSink:
+    """``raw`` in a DuckDB warehouse file, written under :data:`LOAD_MEMORY_LIMIT`."""
+
+    def __init__(self, warehouse: Path) -> None:
+        self.spill_directory = f"{warehouse}.tmp"
+        self.con = connect(warehouse)
+        self.configured = str(DUCKDB_CONFIG["memory_limit"])
+        try:
+            # Bound parameters: the configured limit comes from the environment.
+            self.con.execute(
+                "set memory_limit = ?", [min(self.configured, LOAD_MEMORY_LIMIT, key=_size_bytes)]
+            )
+        except BaseException:
+            self.con.close()
+            raise
+
+    def known_files(self) -> dict[str, tuple[str, bool]]:
+        return {
+            source: (sha, bool(synthetic))
+            for source, sha, synthetic in self.con.execute(
+                "select source_file, file_sha256, is_synthetic from raw.loaded_files"
+            ).fetchall()
+        }
+
+    def begin(self) -> None:
+        self.con.execute("begin transaction")
+
+    def remove_synthetic(self) -> None:
+        self.con.execute(
+            """
+            delete from raw.transactions where source_file in
+                (select source_file from raw.loaded_files where is_synthetic);
+            delete from raw.quarantined_rows where source_file in
+                (select source_file from raw.loaded_files where is_synthetic);
+            delete from raw.loaded_files where is_synthetic;
+            """
+        )
+
+    def delete_rows(self, sources: list[str]) -> None:
+        for table in ("transactions", "quarantined_rows"):
+            self.con.execute(
+                f"delete from raw.{table} where list_contains(?, source_file)", [sources]
+            )
+
+    def forget_file(self, source: str) -> None:
+        for table in ("transactions", "quarantined_rows", "loaded_files"):
+            self.con.execute(f"delete from raw.{table} where source_file = ?", [source])
+
+    def append(self, table: str, columns: str, rows: pa.RecordBatchReader) -> None:
+        self.con.register("ingest_typed_rows", rows)
+        try:
+            self.con.execute(f"insert into raw.{table} select * from ingest_typed_rows")
+        finally:
+            self.con.unregister("ingest_typed_rows")
+
+    def record_files(self, rows: list[tuple[Any, ...]]) -> None:
+        _record_files(self.con, rows)  # looked up at call time (tests replace it)
+
+    def commit(self) -> None:
+        self.con.execute("commit")
+
+    def rollback(self) -> None:
+        self.con.execute("rollback")
+
+    def after_commit(self) -> None:
+        # Fold the load into the file now, under the load's memory limit: DuckDB
+        # checkpoints when the connection closes, after the configured limit is back,
+        # and a checkpoint of 16 M new rows then took 1.3 GB.
+        self.con.execute("checkpoint")
+
+    def close(self) -> None:
+        try:  # another connection in this process may share the database instance
+            self.con.execute("set memory_limit = ?", [self.configured])
+        finally:
+            self.con.close()
 
 
 def _size_bytes(text: str) -> float:
@@ -481,7 +626,7 @@ def _size_bytes(text: str) -> float:
 
 
 def _write(
-    con: duckdb.DuckDBPyConnection,
+    sink: RawSink,
     staging: duckdb.DuckDBPyConnection,
     pool: ThreadPoolExecutor,
     jobs: list[_Job],
@@ -498,18 +643,10 @@ def _write(
     keeps its earlier rows; one that cannot be read to its end (an I/O error) is not in
     the warehouse after the load, old rows included, and is reported failed.
     """
-    con.execute("begin transaction")
+    sink.begin()
     try:
         if report.removed_synthetic:
-            con.execute(
-                """
-                delete from raw.transactions where source_file in
-                    (select source_file from raw.loaded_files where is_synthetic);
-                delete from raw.quarantined_rows where source_file in
-                    (select source_file from raw.loaded_files where is_synthetic);
-                delete from raw.loaded_files where is_synthetic;
-                """
-            )
+            sink.remove_synthetic()
         counts: dict[str, list[int]] = {}
         done: dict[str, FileInfo] = {}
         small = [job for job in jobs if job.size <= CHUNK_BYTES]
@@ -525,11 +662,11 @@ def _write(
                 pieces += file_pieces
                 if info.path in known:
                     replace.append(info.path)
-            _insert(con, staging, pieces, replace, counts)
+            _insert(sink, staging, pieces, replace, counts)
             del pieces
         for job in jobs:
             if job.size > CHUNK_BYTES:
-                info = _stream(con, staging, job, job.path in known, counts, report)
+                info = _stream(sink, staging, job, job.path in known, counts, report)
                 if info is not None:
                     done[info.path] = info
         rows = []
@@ -553,22 +690,19 @@ def _write(
             )
             report.rows_loaded += loaded
             report.rows_quarantined += quarantined
-        _record_files(con, rows)
-        con.execute("commit")
+        sink.record_files(rows)
+        sink.commit()
     except BaseException:
-        con.execute("rollback")
+        sink.rollback()
         report.loaded = []
         report.rows_loaded = report.rows_quarantined = 0
         report.removed_synthetic = []
         raise
-    # Fold the load into the file now, under the load's memory limit: DuckDB checkpoints
-    # when the connection closes, after the configured limit is back, and a checkpoint of
-    # 16 M new rows then took 1.3 GB.
-    con.execute("checkpoint")
+    sink.after_commit()
 
 
 def _stream(
-    con: duckdb.DuckDBPyConnection,
+    sink: RawSink,
     staging: duckdb.DuckDBPyConnection,
     job: _Job,
     replaces: bool,
@@ -581,20 +715,19 @@ def _stream(
     try:
         for piece in splitter.pieces():
             replace = [job.path] if replaces and not started else []
-            _insert(con, staging, [piece], replace, counts)
+            _insert(sink, staging, [piece], replace, counts)
             started = True
     except TransactionFileError as exc:
         report.failed.append(exc)
         counts.pop(job.path, None)
         if started:
-            for table in ("transactions", "quarantined_rows", "loaded_files"):
-                con.execute(f"delete from raw.{table} where source_file = ?", [job.path])
+            sink.forget_file(job.path)
         return None
     return splitter.info()
 
 
 def _insert(
-    con: duckdb.DuckDBPyConnection,
+    sink: RawSink,
     staging: duckdb.DuckDBPyConnection,
     pieces: list[Piece],
     replace: list[str],
@@ -605,33 +738,29 @@ def _insert(
     ``counts``.
 
     The records are typed in ``staging``, a DuckDB of their own in memory, outside the
-    load's transaction, and stream from there into ``raw`` as Arrow record batches: a
+    load's transaction, and stream from there into the sink as Arrow record batches: a
     table dropped inside the transaction would be kept until the commit (for a
     rollback), so every batch's typed copy would stay in memory to the end of the load
     (10x the real data peaked at 2.2 GB so, at 1 GB with this).
     """
     if replace:
-        for table in ("transactions", "quarantined_rows"):
-            con.execute(f"delete from raw.{table} where list_contains(?, source_file)", [replace])
+        sink.delete_rows(replace)
     if not pieces:
         return
     try:
         stage_records(staging, pieces)
         for table, columns, keep in (
-            ("transactions", _TRANSACTION_COLUMNS, "reason is null"),
-            (
-                "quarantined_rows",
-                "source_file, source_line, raw_record, reason",
-                "reason is not null",
-            ),
+            ("transactions", TRANSACTION_COLUMNS, "reason is null"),
+            ("quarantined_rows", QUARANTINE_COLUMNS, "reason is not null"),
         ):
             rows = staging.sql(f"select {columns} from {STAGED_TABLE} where {keep}")
-            rows = rows.to_arrow_reader()
-            con.register("ingest_typed_rows", rows)
+            reader = rows.to_arrow_reader()
             try:
-                con.execute(f"insert into raw.{table} select * from ingest_typed_rows")
+                sink.append(table, columns, reader)
             finally:
-                con.unregister("ingest_typed_rows")
+                # A sink that failed half-way leaves the result open, and staging
+                # would refuse the drop below with an error hiding the sink's.
+                reader.close()
         for source, loaded, quarantined in staging.execute(
             f"""
             select source_file, count(*) filter (where reason is null),
@@ -646,13 +775,17 @@ def _insert(
         staging.execute(f"drop table if exists {STAGED_TABLE}")
 
 
-_TRANSACTION_COLUMNS = (
+# The columns of raw.transactions and raw.quarantined_rows, in table order: what the
+# staging query selects and what a sink writes (names as in RAW_DDL, unquoted, so that
+# PostgreSQL folds them to lower case, as dbt's staging models select them).
+TRANSACTION_COLUMNS = (
     "InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, "
     "Country, source_file, source_line"
 )
+QUARANTINE_COLUMNS = "source_file, source_line, raw_record, reason"
 
 
-_FILE_COLUMNS = (
+FILE_COLUMNS = (
     "source_file",
     "file_sha256",
     "layout",
@@ -671,12 +804,12 @@ def _record_files(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -
     insert per file, 0.44 s of the real data's 1.5 s load (305 files)."""
     if not rows:
         return
-    columns = ", ".join(_FILE_COLUMNS)
+    columns = ", ".join(FILE_COLUMNS)
     con.execute(
         f"""
         insert or replace into raw.loaded_files ({columns}, loaded_at)
         select {columns}, current_localtimestamp()
         from (select unnest(?, recursive := true))
         """,
-        [[dict(zip(_FILE_COLUMNS, row, strict=True)) for row in rows]],
+        [[dict(zip(FILE_COLUMNS, row, strict=True)) for row in rows]],
     )
