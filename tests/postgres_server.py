@@ -51,8 +51,27 @@ def fresh_database(server: dict[str, str], prefix: str = "insiders_test") -> Ite
     try:
         yield name
     finally:
-        with psycopg.connect(_conninfo(admin), autocommit=True) as con:
-            con.execute(f'drop database if exists "{name}" with (force)')
+        _drop(admin, name)
+
+
+def _drop(admin: dict[str, str], name: str, seconds: float = 60.0) -> None:
+    """Drop the database, waiting out an autovacuum worker: it may still be in the
+    database after a large load, and ``with (force)`` may not end a superuser's process
+    (``must be a member of the role whose process is being terminated``)."""
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with psycopg.connect(_conninfo(admin), autocommit=True) as con:
+                con.execute(f'drop database if exists "{name}" with (force)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _conninfo(env: dict[str, str]) -> str:

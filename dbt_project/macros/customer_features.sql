@@ -5,13 +5,15 @@
     int_customer_features__evaluations for every monthly re-evaluation, so both say
     exactly the same thing about a customer at the same date. -#}
 {% macro customer_feature_ctes(lines) %}
+{%- set min_tenure_days = number_var('purchase_rate_min_tenure_days', minimum=1) %}
+{%- set tenure_days = days_between('first_purchase_at', 'as_of') %}
 aggregated as (
 
     select
         customer_id,
         as_of,
         bool_or(is_guest) as is_guest,
-        first(country order by invoice_at desc, country asc) filter (where not is_return)
+        {{ first_by('country', 'invoice_at desc, ' ~ binary_text('country') ~ ' asc', where='not is_return') }}
             as country,
         min(invoice_at) filter (where not is_return) as first_purchase_at,
         max(invoice_at) filter (where not is_return) as last_purchase_at,
@@ -32,21 +34,17 @@ features as (
 
     select
         *,
-        date_diff('day', cast(last_purchase_at as date), as_of) as recency_days,
-        date_diff('day', cast(first_purchase_at as date), as_of) as tenure_days,
+        {{ days_between('last_purchase_at', 'as_of') }} as recency_days,
+        {{ tenure_days }} as tenure_days,
         gross_revenue - returns_value as monetary,
-        cast(gross_revenue as double) / frequency as avg_ticket,
-        cast(purchased_items as double) / frequency as avg_basket_size,
+        {{ ratio('gross_revenue', 'frequency') }} as avg_ticket,
+        {{ ratio('purchased_items', 'frequency') }} as avg_basket_size,
         case
-            when
-                gross_revenue > 0
-                then cast(returns_value as double) / cast(gross_revenue as double)
+            when gross_revenue > 0 then {{ ratio('returns_value', 'gross_revenue') }}
             else 0
         end as return_rate,
-        30.0 * frequency / greatest(
-            date_diff('day', cast(first_purchase_at as date), as_of),
-            {{ number_var('purchase_rate_min_tenure_days', minimum=1) }}
-        ) as purchase_rate
+        {{ ratio('30 * frequency', 'greatest(' ~ tenure_days ~ ', ' ~ min_tenure_days ~ ')') }}
+            as purchase_rate
 
     from aggregated
 

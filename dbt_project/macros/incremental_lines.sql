@@ -15,11 +15,11 @@
     (
         select md5(concat_ws(
             '|',
-            (select string_agg(customer_id, ',' order by customer_id)
+            (select string_agg(customer_id, ',' order by {{ binary_text('customer_id') }})
                 from {{ ref('excluded_customers') }}),
-            (select string_agg(country, ',' order by country)
+            (select string_agg(country, ',' order by {{ binary_text('country') }})
                 from {{ ref('excluded_countries') }}),
-            (select string_agg(stock_code, ',' order by stock_code)
+            (select string_agg(stock_code, ',' order by {{ binary_text('stock_code') }})
                 from {{ ref('excluded_stock_codes') }}),
             '{{ number_var("unit_price_floor", minimum=0) }}',
             '{{ guest_policy() }}'

@@ -69,9 +69,9 @@ member_profile as (
 
     select
         nullif(count(*), 0) as members,
-        percentile_cont(0.5) within group (order by frequency) as median_frequency,
-        percentile_cont(0.5) within group (order by monetary) as median_monetary,
-        percentile_cont(0.5) within group (order by recency_days) as median_recency
+        {{ median('frequency') }} as median_frequency,
+        {{ median('monetary') }} as median_monetary,
+        {{ median('recency_days') }} as median_recency
 
     from {{ ref('members') }}
 
@@ -208,7 +208,7 @@ in_sample as (
             || {{ format_number('ci_low', 1) }} || ' to '
             || {{ format_number('ci_high', 1) }} || ', Mann-Whitney '
             || {{ format_p_value('p_value') }} || ')',
-            '; ' order by metric = 'frequency' asc, metric asc
+            '; ' order by metric = 'frequency' asc, {{ binary_text('metric') }} asc
         ) as comparisons
 
     from {{ ref('evidence') }}

@@ -31,7 +31,7 @@ matched as (
         actions.why,
         row_number() over (
             partition by profile.cluster_id
-            order by actions.priority, actions.cluster_name_pattern
+            order by actions.priority, {{ binary_text('actions.cluster_name_pattern') }}
         ) as rule_rank
 
     from profile

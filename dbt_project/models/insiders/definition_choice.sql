@@ -50,7 +50,12 @@ record as (
     from definitions
     left join evaluation
         on definitions.definition = evaluation.definition
-    group by all
+    group by
+        definitions.definition,
+        definitions.description,
+        definitions.sort_order,
+        definitions.as_of,
+        definitions.run_id
 
 ),
 

@@ -40,12 +40,14 @@ final as (
         forecasts.seasonal_factor,
         forecasts.errors_behind_interval,
         forecasts.actual_revenue,
-        forecasts.forecast_revenue / forecasts.actual_revenue - 1 as relative_error,
-        forecasts.naive_revenue / forecasts.actual_revenue - 1 as naive_relative_error,
-        forecasts.model_revenue / forecasts.actual_revenue - 1 as model_relative_error,
+        {{ ratio('forecasts.forecast_revenue', 'forecasts.actual_revenue') }} - 1 as relative_error,
+        {{ ratio('forecasts.naive_revenue', 'forecasts.actual_revenue') }} - 1
+            as naive_relative_error,
+        {{ ratio('forecasts.model_revenue', 'forecasts.actual_revenue') }} - 1
+            as model_relative_error,
         forecasts.actual_revenue between forecasts.lower_bound and forecasts.upper_bound
             as interval_covers_actual,
-        (forecasts.upper_bound - forecasts.lower_bound) / forecasts.forecast_revenue
+        {{ ratio('forecasts.upper_bound - forecasts.lower_bound', 'forecasts.forecast_revenue') }}
             as interval_width_ratio,
         forecasts.as_of,
         forecasts.run_id

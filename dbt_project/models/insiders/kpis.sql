@@ -69,10 +69,14 @@ split as (
         sum(monetary) filter (where is_insider) as insiders_revenue,
         sum(monetary) as customer_revenue,
         sum(purchased_items) filter (where is_insider) as insiders_items,
-        sum(gross_revenue) filter (where is_insider)
-        / sum(frequency) filter (where is_insider) as insiders_avg_ticket,
-        sum(gross_revenue) filter (where not is_insider)
-        / nullif(sum(frequency) filter (where not is_insider), 0) as others_avg_ticket
+        {{ ratio(
+            'sum(gross_revenue) filter (where is_insider)',
+            'sum(frequency) filter (where is_insider)'
+        ) }} as insiders_avg_ticket,
+        {{ ratio(
+            'sum(gross_revenue) filter (where not is_insider)',
+            'nullif(sum(frequency) filter (where not is_insider), 0)'
+        ) }} as others_avg_ticket
 
     from labelled
 
@@ -84,14 +88,14 @@ final as (
         as_of.as_of,
         split.insiders,
         split.customers,
-        split.insiders / split.customers as share_of_customers,
+        {{ ratio('split.insiders', 'split.customers') }} as share_of_customers,
         cast(split.insiders_revenue as decimal(18, 4)) as insiders_revenue,
-        cast(split.insiders_revenue / store.store_revenue as double) as share_of_all_revenue,
-        cast(split.insiders_revenue / split.customer_revenue as double)
+        {{ ratio('split.insiders_revenue', 'store.store_revenue') }} as share_of_all_revenue,
+        {{ ratio('split.insiders_revenue', 'split.customer_revenue') }}
             as share_of_customer_revenue,
-        split.insiders_items / store.store_items as share_of_items,
-        cast(split.insiders_avg_ticket as double) as insiders_avg_ticket,
-        cast(split.others_avg_ticket as double) as others_avg_ticket,
+        {{ ratio('split.insiders_items', 'store.store_items') }} as share_of_items,
+        split.insiders_avg_ticket,
+        split.others_avg_ticket,
         loaded_files.is_synthetic
 
     from split

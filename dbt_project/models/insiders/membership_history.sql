@@ -80,7 +80,7 @@ memberships as (
         max(evaluation_date) as last_qualified_on,
         max(evaluation_number) as last_qualified_number,
         count(*) as qualifying_evaluations,
-        arg_min(definition, evaluation_number) as entry_definition
+        {{ first_by('definition', 'evaluation_number') }} as entry_definition
 
     from numbered
     group by customer_id, membership_number
@@ -103,7 +103,7 @@ final as (
             else 'qualified_again'
         end as entry_reason,
         'selected by ' || memberships.entry_definition || ' at the '
-        || strftime(memberships.valid_from, '%Y-%m-%d') || ' re-evaluation'
+        || {{ format_date('memberships.valid_from') }} || ' re-evaluation'
             as entry_detail,
         case when exits.evaluation_date is not null then 'no_longer_qualified' end
             as exit_reason,
@@ -113,7 +113,7 @@ final as (
                     'not selected at '
                     || ({{ grace }} + 1)
                     || ' consecutive re-evaluations after '
-                    || strftime(memberships.last_qualified_on, '%Y-%m-%d')
+                    || {{ format_date('memberships.last_qualified_on') }}
                     || ' (grace: {{ grace }})'
         end as exit_detail
 

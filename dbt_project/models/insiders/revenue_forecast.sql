@@ -26,9 +26,9 @@ accuracy as (
         'insiders' as customer_group,
         count(*) as evaluation_origins,
         count(*) filter (where interval_covers_actual) as origins_covered,
-        median(abs(relative_error)) as median_abs_relative_error,
-        median(abs(naive_relative_error)) as naive_median_abs_relative_error,
-        median(abs(model_relative_error)) as model_median_abs_relative_error
+        {{ median('abs(relative_error)') }} as median_abs_relative_error,
+        {{ median('abs(naive_relative_error)') }} as naive_median_abs_relative_error,
+        {{ median('abs(model_relative_error)') }} as model_median_abs_relative_error
 
     from {{ ref('forecast_evaluation') }}
 
@@ -44,7 +44,7 @@ final as (
         forecasts.customers,
         forecasts.origin_date as period_start,
         forecasts.horizon_end as period_end,
-        date_diff('day', forecasts.origin_date, forecasts.horizon_end) as horizon_days,
+        {{ days_between('forecasts.origin_date', 'forecasts.horizon_end') }} as horizon_days,
         forecasts.forecast_revenue as expected_revenue,
         forecasts.lower_bound,
         forecasts.upper_bound,

@@ -43,7 +43,7 @@ evaluation_lines as (
 final as (
 
     select
-        customer_id || '@' || strftime(as_of, '%Y-%m-%d') as customer_evaluation_id,
+        customer_id || '@' || {{ format_date('as_of') }} as customer_evaluation_id,
         customer_id,
         as_of as evaluation_date,
         country,
@@ -56,7 +56,7 @@ final as (
         avg_basket_size,
         cast(distinct_products as integer) as distinct_products,
         return_rate,
-        cast(purchase_rate as double) as purchase_rate
+        cast(purchase_rate as double precision) as purchase_rate
 
     from features
 

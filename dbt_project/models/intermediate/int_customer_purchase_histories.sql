@@ -50,15 +50,16 @@ histories as (
         fitted_dates.horizon_end,
         purchase_days.customer_id,
         count(*) - 1 as frequency,
-        date_diff('day', min(purchase_days.purchase_date), max(purchase_days.purchase_date))
+        {{ days_between('min(purchase_days.purchase_date)', 'max(purchase_days.purchase_date)') }}
             as recency,
-        date_diff('day', min(purchase_days.purchase_date), fitted_dates.evaluation_date) as t,
+        {{ days_between('min(purchase_days.purchase_date)', 'fitted_dates.evaluation_date') }}
+            as t,
         sum(purchase_days.day_revenue) as gross_revenue,
         case
             when count(*) > 1
                 then (
                     sum(purchase_days.day_revenue)
-                    - arg_min(purchase_days.day_revenue, purchase_days.purchase_date)
+                    - {{ first_by('purchase_days.day_revenue', 'purchase_days.purchase_date') }}
                 ) / (count(*) - 1)
         end as monetary_value
 
@@ -75,16 +76,16 @@ histories as (
 final as (
 
     select
-        customer_id || '@' || strftime(evaluation_date, '%Y-%m-%d') as customer_evaluation_id,
+        customer_id || '@' || {{ format_date('evaluation_date') }} as customer_evaluation_id,
         customer_id,
         evaluation_date,
         horizon_end,
-        date_diff('day', evaluation_date, horizon_end) as horizon_days,
+        {{ days_between('evaluation_date', 'horizon_end') }} as horizon_days,
         cast(frequency as integer) as frequency,
         cast(recency as integer) as recency,
         cast(t as integer) as t,
-        cast(gross_revenue as double) as gross_revenue,
-        cast(monetary_value as double) as monetary_value
+        cast(gross_revenue as double precision) as gross_revenue,
+        cast(monetary_value as double precision) as monetary_value
 
     from histories
 

@@ -56,8 +56,7 @@ windows as (
     left join lines
         on
             features.customer_id = lines.customer_id
-            and lines.invoice_at >= evaluations.evaluation_date
-            - to_months({{ horizon }})
+            and lines.invoice_at >= {{ add_months('evaluations.evaluation_date', '-' ~ horizon) }}
             and evaluations.horizon_end > lines.invoice_at
     group by features.customer_id, features.evaluation_date
 
@@ -83,9 +82,9 @@ final as (
         scored.customer_id,
         scored.evaluation_date,
         scored.monetary as past_net_revenue,
-        cast(windows.recent_net_revenue as double) as recent_net_revenue,
-        cast(scored.monetary as double)
-        * exp(-scored.recency_days / {{ recency_weight_days }})
+        cast(windows.recent_net_revenue as double precision) as recent_net_revenue,
+        cast(scored.monetary as double precision)
+        * exp(-{{ ratio('scored.recency_days', recency_weight_days) }})
             as recency_weighted_revenue,
         scored.r_score,
         scored.f_score,
@@ -96,7 +95,7 @@ final as (
         evaluations.horizon_end <= max(evaluations.evaluation_date) over () as has_full_horizon,
         case
             when evaluations.horizon_end <= max(evaluations.evaluation_date) over ()
-                then cast(windows.horizon_net_revenue as double)
+                then cast(windows.horizon_net_revenue as double precision)
         end as horizon_net_revenue
 
     from scored

@@ -35,14 +35,13 @@ cycles as (
     select
         as_of.as_of,
         first_purchase.first_purchase_date,
-        unnest(
-            generate_series(
-                0, greatest(date_diff('month', first_purchase.first_purchase_date, as_of.as_of), 0)
-            )
-        ) as cycles_before_as_of
+        steps.cycles_before_as_of
 
     from as_of
     cross join first_purchase
+    cross join generate_series(
+        0, greatest({{ months_between('first_purchase.first_purchase_date', 'as_of.as_of') }}, 0)
+    ) as steps (cycles_before_as_of)
 
 ),
 
@@ -51,7 +50,7 @@ dated as (
     select
         cycles_before_as_of,
         first_purchase_date,
-        cast(as_of - to_months(cast(cycles_before_as_of as integer)) as date) as evaluation_date
+        {{ add_months('as_of', '-cycles_before_as_of') }} as evaluation_date
 
     from cycles
 
@@ -63,12 +62,9 @@ final as (
         evaluation_date,
         cast(cycles_before_as_of as integer) as cycles_before_as_of,
         cycles_before_as_of = 0 as is_current,
-        cast(
-            evaluation_date + to_months({{ horizon }}) as date
-        ) as horizon_end,
+        {{ add_months('evaluation_date', horizon) }} as horizon_end,
         cycles_before_as_of >= {{ horizon }}
-        and evaluation_date
-        >= first_purchase_date + to_months({{ min_history }})
+        and evaluation_date >= {{ add_months('first_purchase_date', min_history) }}
             as is_evaluation_origin
 
     from dated

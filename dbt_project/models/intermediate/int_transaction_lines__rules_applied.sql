@@ -52,7 +52,7 @@ checked as (
         {{ rules_version() }} as rules_version,
         lines.customer_id is null as is_guest,
         lines.quantity < 0 as is_return,
-        starts_with(lines.invoice_no, 'C') as is_cancellation,
+        lines.invoice_no like 'C%' as is_cancellation,
         cast(lines.quantity * lines.unit_price as decimal(18, 4)) as revenue,
         case
             when excluded_customers.customer_id is not null then 'excluded_customer'

@@ -9,7 +9,7 @@ source as (
 renamed as (
 
     select
-        strftime(evaluation_date, '%Y-%m-%d')
+        {{ format_date('evaluation_date') }}
         || ':'
         || definition
         || ':'

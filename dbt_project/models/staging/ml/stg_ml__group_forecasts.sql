@@ -9,7 +9,7 @@ source as (
 renamed as (
 
     select
-        strftime(origin_date, '%Y-%m-%d') || ':' || definition as group_forecasts_id,
+        {{ format_date('origin_date') }} || ':' || definition as group_forecasts_id,
         origin_date,
         horizon_end,
         definition,
