@@ -383,7 +383,8 @@ def run_job(
     from orchestration.definitions import JOB_NAME, build_definitions
     from orchestration.progress import ProgressHandler, progress_logger
 
-    loggers = {"progress": progress_logger(ProgressHandler())}
+    progress = ProgressHandler()
+    loggers = {"progress": progress_logger(progress)}
     if verbose:
         loggers["console"] = colored_console_logger
     job = build_definitions(
@@ -453,7 +454,8 @@ def run_job(
         return 1
     if not result.success:
         for line in _failures(result.all_events):
-            print(f"insiders: error: {line}", file=sys.stderr)
+            if f"insiders: error: {line}" not in progress.failures:  # printed as it failed
+                print(f"insiders: error: {line}", file=sys.stderr)
         return 1
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata

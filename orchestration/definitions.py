@@ -11,9 +11,11 @@ closing its own when it is done. The libraries of a step (scikit-learn, pandas, 
 Jinja2) are imported by that step, not here.
 """
 
+import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dagster import (
@@ -58,7 +60,7 @@ from orchestration.segmentation_asset import (
     SegmentationConfig,
     run_segmentation,
 )
-from orchestration.warehouse import SOURCE_ENV, discover_files, load_files
+from orchestration.warehouse import SOURCE_ENV, WarehouseError, discover_files, load_files
 
 JOB_NAME = "insiders_job"
 
@@ -108,6 +110,21 @@ class LoadConfig(Config):
     source: str = ""
 
 
+def one_line_errors(step: Callable[..., Iterator]) -> Callable[..., Iterator]:
+    """A warehouse the step cannot use (PostgreSQL unreachable, a wrong password, missing
+    privileges, a path that is no DuckDB database) fails the step with its one line,
+    as a Dagster ``Failure``, not with a stack trace: it is the user's to fix."""
+
+    @functools.wraps(step)
+    def wrapped(*args: object, **kwargs: object) -> Iterator:
+        try:
+            yield from step(*args, **kwargs)
+        except WarehouseError as error:
+            raise Failure(description=str(error)) from None
+
+    return wrapped
+
+
 @multi_asset(
     name="raw_transactions",
     specs=[
@@ -115,6 +132,7 @@ class LoadConfig(Config):
         for table, text in RAW_TABLES.items()
     ],
 )
+@one_line_errors
 def raw_transactions(
     context: AssetExecutionContext, config: LoadConfig, warehouse: WarehouseResource
 ):
@@ -154,6 +172,7 @@ def raw_transactions(
     manifest=asset_graph_manifest(),
     dagster_dbt_translator=InsidersDbtTranslator(),
 )
+@one_line_errors
 def insiders_dbt_assets(
     context: AssetExecutionContext,
     warehouse: WarehouseResource,
@@ -235,6 +254,7 @@ ML_TABLES = {
         for table, text in ML_TABLES.items()
     ],
 )
+@one_line_errors
 def customer_segmentation(
     context: AssetExecutionContext,
     config: RunSegmentationConfig,
@@ -325,6 +345,7 @@ class AnalyticsConfig(Config):
         for table, text in ANALYTICS_TABLES.items()
     ],
 )
+@one_line_errors
 def insiders_analytics(
     context: AssetExecutionContext, config: AnalyticsConfig, warehouse: WarehouseResource
 ):
@@ -373,6 +394,7 @@ def insiders_analytics(
         )
     ],
 )
+@one_line_errors
 def insiders_report(context: AssetExecutionContext, warehouse: WarehouseResource):
     """Write the report and show it in the asset's metadata."""
     from orchestration.report_asset import write_report
@@ -420,6 +442,7 @@ def _snapshot_inputs() -> list[AssetKey]:
         )
     ],
 )
+@one_line_errors
 def bi_snapshot(
     context: AssetExecutionContext, warehouse: WarehouseResource, bi: BiSnapshotResource
 ):

@@ -38,6 +38,7 @@ class ProgressHandler(logging.Handler):
         self.metadata: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         self.checks: dict[str, list[bool]] = defaultdict(list)
         self.dbt_steps = 0
+        self.failures: list[str] = []  # the failure lines printed, not to print twice
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -69,7 +70,9 @@ class ProgressHandler(logging.Handler):
             print(self.line(step, seconds), file=self.out or sys.stdout, flush=True)
         elif kind == "STEP_FAILURE":
             print(f"{self.stage(step):<12}{'FAILED':>9}", file=self.out or sys.stdout, flush=True)
-            print(failure_text(event), file=self.err or sys.stderr, flush=True)
+            text = failure_text(event)
+            self.failures.append(text)
+            print(text, file=self.err or sys.stderr, flush=True)
 
     def stage(self, step: str) -> str:
         if step.startswith(DBT_STEP_PREFIX):

@@ -99,20 +99,21 @@ def test_insufficient_privileges_are_one_line(pg_database, tmp_path, demo_dir):
         con.execute(f"create role {role} login password 'weak-pass'")
         con.execute(f'revoke create on database "{pg_database}" from public')
     try:
-        result = run_cli(
-            "load",
-            "--target",
-            "postgres",
-            "--warehouse",
-            str(tmp_path / "w.duckdb"),
-            str(demo_dir),
-            env={"PGUSER": role, "PGPASSWORD": "weak-pass"},
-        )
-        assert result.returncode != 0
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1, result.stderr
-        assert "permission denied" in lines[0]
-        assert "weak-pass" not in result.stdout + result.stderr
+        for command in (["load", str(demo_dir)], ["run", "--source", str(demo_dir)], ["build"]):
+            result = run_cli(
+                *command,
+                "--target",
+                "postgres",
+                "--warehouse",
+                str(tmp_path / "w.duckdb"),
+                env={"PGUSER": role, "PGPASSWORD": "weak-pass"},
+            )
+            assert result.returncode != 0
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, result.stderr
+            assert "permission denied" in lines[0]
+            assert lines[0].startswith("insiders: error: ")
+            assert "weak-pass" not in result.stdout + result.stderr
     finally:
         with psycopg.connect("", autocommit=True) as con:
             con.execute(f'drop role if exists "{role}"')  # it owns nothing: nothing loaded
@@ -360,3 +361,33 @@ def test_a_second_writer_waits_or_fails_in_one_line(pg_graph, demo_dir):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "is busy: a test holding the database" in lines[0]
+
+
+def test_the_dashboard_shows_the_postgres_run(pg_graph, monkeypatch):
+    """``insiders dashboard --target postgres`` opens the snapshot the PostgreSQL run
+    published; its overview shows PostgreSQL's answers and Insiders count."""
+    import re
+
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.snapshot import snapshot_path
+    from models_py.locations import SNAPSHOT_ENV
+    from orchestration.postgres import PgWarehouse, local_folder
+
+    local, env = pg_graph
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv(SNAPSHOT_ENV, raising=False)
+    snapshot = snapshot_path(PgWarehouse(local_folder(local)))
+    assert snapshot == local.parent / "postgres" / env["PGDATABASE"] / "bi" / "insiders_bi.duckdb"
+    monkeypatch.setenv(SNAPSHOT_ENV, str(snapshot))
+    at = AppTest.from_file(str(REPO_ROOT / "dashboard" / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", m.value) for m in at.markdown]
+    answers = pg_rows(env, "select question_number, answer from insiders.answers order by 1")
+    assert len(answers) == 9
+    for number, answer in answers:
+        assert any(m.startswith(f"**{number}.") and m.endswith(answer) for m in shown), answer
+    insiders = pg_rows(env, "select insiders from insiders.kpis")[0][0]
+    assert {m.label: m.value for m in at.metric}["Insiders"] == f"{insiders:,}"
