@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py --factors 1,10,30,100 [--json scale.json]
         [--data-root /tmp/insiders-scale] [--code DIR] [--keep] [--echo]
+    .venv/bin/python bench/scale.py --target postgres --factors 1,10 [--repeat 2]
     .venv/bin/python bench/scale.py --merge a.json b.json   # one table of saved runs
 
 For each factor: the data (``bench/scale_data.py``, generated into
@@ -29,6 +30,19 @@ steps' own reported seconds and key figures).
 
 ``--code DIR`` runs the ``insiders`` code of another checkout (e.g. ``git archive HEAD``
 unpacked) with this venv: measure one commit while the work tree is being edited.
+
+``--target postgres`` runs ``insiders run --target postgres`` instead, each factor in a
+fresh database of the server the ``PG*`` variables name (created by that role, which
+needs ``CREATEDB``, and dropped afterwards: ``bench/pg_server.py``); the local files go
+to ``postgres/<database>/`` beside the tmp warehouse path. The tree's RSS is then the
+client's only (the SQL runs in the server's processes), so the server is sampled too
+(every 100 ms, in a thread): the RSS of the backends serving the run's database, and
+the PSS of every process of the server (see ``bench/pg_server.py`` for what each
+counts). The table gains those two peaks per stage, and the server's version and
+settings are printed. Without ``--target`` the command and the figures are the DuckDB
+ones, as they always were (``--target duckdb`` passes ``--target duckdb`` on).
+``--repeat N`` measures each factor N times in a row. The 1-minute load average before
+and after each run is printed and kept: the machine may be shared.
 """
 
 from __future__ import annotations
@@ -51,6 +65,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: bench/ is sys.path[0], not the root
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.pg_server import (  # noqa: E402
+    SERVER_SAMPLE_SECONDS,
+    BenchDatabaseError,
+    ServerSample,
+    ServerSampler,
+    admin_connect,
+    peaks,
+    scratch_database,
+    server_settings,
+)
 from bench.scale_data import REAL_DATA, generate  # noqa: E402
 
 # Dagster's step keys under the names the quiet CLI prints for them, so that tables of
@@ -134,6 +158,10 @@ class Stage:
     reported_seconds: float | None = None
     figure: str = ""
     failed: bool = False
+    # PostgreSQL only (bench/pg_server.py): the backends of the run's database (RSS) and
+    # the whole server (PSS), peaks sampled in the stage.
+    server_backends_peak_bytes: int | None = None
+    server_pss_peak_bytes: int | None = None
 
 
 @dataclass
@@ -152,6 +180,13 @@ class RunFigures:
     samples: int
     stages: list[Stage] = field(default_factory=list)
     tail: str = ""
+    target: str = "duckdb"
+    database: str = ""
+    server_backends_peak_bytes: int | None = None
+    server_pss_peak_bytes: int | None = None
+    server_samples: int = 0
+    load_average: list[float] = field(default_factory=list)  # 1-min, before and after
+    server: dict[str, str] = field(default_factory=dict)  # the server's settings
 
 
 def tree_rss(root: int) -> int:
@@ -245,10 +280,20 @@ def _reader(stream, sink: list[tuple[float, str]], echo: bool) -> None:
 
 
 def run_graph(
-    factor: int, data: Path, work: Path, code: Path | None, echo: bool
-) -> tuple[int, float, list[Stage], int, int, int, str]:
-    """``insiders run`` on ``data`` into a fresh warehouse under ``work``, measured."""
+    factor: int,
+    data: Path,
+    work: Path,
+    code: Path | None,
+    echo: bool,
+    target: str | None = None,
+    database: str | None = None,
+) -> tuple[int, float, list[Stage], int, int, int, str, list[ServerSample]]:
+    """``insiders run`` on ``data`` into a fresh warehouse under ``work`` (with
+    ``target``, ``--target`` passed on; with ``database``, PostgreSQL's database, whose
+    server is sampled too), measured."""
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+    if database is not None:
+        env["PGDATABASE"] = database
     env["PYTHONUNBUFFERED"] = "1"  # lines arrive when printed: their times are the stages'
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
@@ -257,6 +302,7 @@ def run_graph(
     command = [
         str(BIN / "insiders"),
         "run",
+        *(["--target", target] if target else []),
         "--warehouse",
         str(warehouse),
         "--source",
@@ -264,6 +310,12 @@ def run_graph(
     ]
     lines: list[tuple[float, str]] = []
     samples: list[tuple[float, int]] = []
+    sampler = ServerSampler(database).start() if database is not None else None
+    if sampler is not None and not sampler.available:
+        sys.stderr.write(
+            "scale: the PostgreSQL server's processes are not readable here (another "
+            "machine, or another user's): its memory is left out\n"
+        )
     started = time.monotonic()
     process = subprocess.Popen(
         command,
@@ -289,15 +341,35 @@ def run_graph(
             break
         time.sleep(SAMPLE_SECONDS)
     ended = time.monotonic()
+    server_samples = sampler.stop() if sampler is not None else []
+    if sampler is not None and sampler.error:
+        sys.stderr.write(f"scale: the server's memory was sampled only in part: {sampler.error}\n")
     process.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join()
     largest = usage.ru_maxrss * 1024
     events = [(t, e) for t, line in sorted(lines) for e in [parse_line(line)] if e is not None]
     stages = attribute(started, ended, events, samples)
+    if database is not None:
+        server_peaks(stages, started, server_samples)
     peak = max((rss for _, rss in samples), default=0)
     tail = "".join(line for _, line in sorted(lines)[-40:])
-    return process.returncode, ended - started, stages, peak, largest, len(samples), tail
+    return (
+        process.returncode, ended - started, stages, peak, largest, len(samples), tail,
+        server_samples,
+    )  # fmt: skip
+
+
+def server_peaks(stages: list[Stage], started: float, samples: list[ServerSample]) -> None:
+    """Give each stage the server's peaks sampled in it; the stages follow one another
+    from ``started`` (their seconds add up to the run's)."""
+    start = started
+    for stage in stages:
+        end = start + stage.seconds
+        found = peaks(samples, start, end)
+        stage.server_backends_peak_bytes = found["server_backends_peak_bytes"]
+        stage.server_pss_peak_bytes = found["server_pss_peak_bytes"]
+        start = end
 
 
 def machine() -> dict[str, str | int]:
@@ -336,41 +408,140 @@ def labelled(stages: list[Stage]) -> list[tuple[str, Stage]]:
     return out
 
 
-def markdown_table(runs: list[RunFigures]) -> str:
-    """Stage x factor: seconds and peak GiB, stages in the order the runs met them."""
+def _is_postgres(run: RunFigures) -> bool:
+    return run.target == "postgres"
+
+
+def _gib(value: int | None) -> str:
+    return "" if value is None else f"{value / GIB:.2f}"
+
+
+def stage_names(runs: list[RunFigures]) -> list[str]:
+    """Every stage the runs met, in the order they met them; startup first, publish last."""
     names: list[str] = []
     for run in runs:
         for name, _ in labelled(run.stages):
             if name not in names:
                 names.append(name)
-    # startup first and publish last whatever the runs' step orders
     names.sort(key=lambda n: {"startup": 0, "publish": 2}.get(n, 1))
-    seen: dict[int, int] = {}
+    return names
+
+
+def markdown_table(runs: list[RunFigures]) -> str:
+    """Stage x factor: seconds and peak GiB, stages in the order the runs met them.
+
+    With a PostgreSQL run among them, each column is named after its target too, and a
+    PostgreSQL run has two more: the peaks of its database's backends (RSS) and of the
+    whole server (PSS); its ``peak GiB`` is then the client's (the process tree)."""
+    names = stage_names(runs)
+    mixed = any(_is_postgres(run) for run in runs)
+    seen: dict[tuple[str, int], int] = {}
     heads = []
     for run in runs:  # the same factor measured twice: "1x #1", "1x #2"
-        seen[run.factor] = seen.get(run.factor, 0) + 1
-        twice = sum(r.factor == run.factor for r in runs) > 1
-        heads.append(f"{run.factor}x" + (f" #{seen[run.factor]}" if twice else ""))
-    header = "| stage | " + " | ".join(f"{h} s | {h} peak GiB" for h in heads)
-    rule = "|:--|" + "--:|--:|" * len(runs)
+        key = (run.target, run.factor)
+        seen[key] = seen.get(key, 0) + 1
+        twice = sum((r.target, r.factor) == key for r in runs) > 1
+        head = f"{run.factor}x" + (f" #{seen[key]}" if twice else "")
+        if mixed:
+            head = f"{run.target} {head}"
+        if _is_postgres(run):
+            heads.append(
+                f"{head} s | {head} client GiB | {head} backends GiB | {head} server PSS GiB"
+            )
+        else:
+            heads.append(f"{head} s | {head} peak GiB")
+    width = sum(4 if _is_postgres(run) else 2 for run in runs)
+    header = "| stage | " + " | ".join(heads)
+    rule = "|:--|" + "--:|" * width
     rows = [header + " |", rule]
     for name in names:
         cells = []
         for run in runs:
             stage = next((s for label, s in labelled(run.stages) if label == name), None)
             if stage is None:
-                cells += ["", ""]
-            else:
-                mark = " (failed)" if stage.failed else ""
-                cells += [f"{stage.seconds:.1f}{mark}", f"{stage.peak_bytes / GIB:.2f}"]
+                cells += [""] * (4 if _is_postgres(run) else 2)
+                continue
+            mark = " (failed)" if stage.failed else ""
+            cells += [f"{stage.seconds:.1f}{mark}", f"{stage.peak_bytes / GIB:.2f}"]
+            if _is_postgres(run):
+                cells += [_gib(stage.server_backends_peak_bytes), _gib(stage.server_pss_peak_bytes)]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     total = []
     for run in runs:
         failed = "" if run.returncode == 0 else f" (exit {run.returncode})"
         total += [f"**{run.total_seconds:.1f}**{failed}", f"**{run.peak_bytes / GIB:.2f}**"]
+        if _is_postgres(run):
+            total += [
+                f"**{_gib(run.server_backends_peak_bytes)}**",
+                f"**{_gib(run.server_pss_peak_bytes)}**",
+            ]
     rows.append("| **total** | " + " | ".join(total) + " |")
-    rows.append("| lines | " + " | ".join(f"{r.lines:,} |" for r in runs) + " |")
+    line_cells = [f"{r.lines:,} |" + (" | |" if _is_postgres(r) else "") for r in runs]
+    rows.append("| lines | " + " | ".join(line_cells) + " |")
     return "\n".join(rows)
+
+
+def ratio_table(runs: list[RunFigures]) -> str:
+    """One table per factor measured on both targets: each stage's mean seconds on
+    DuckDB and on PostgreSQL (over the runs of that factor that succeeded), their ratio,
+    and the largest peaks (DuckDB's tree; PostgreSQL's client tree, its database's
+    backends and the server). Empty when no factor has both."""
+    ok = [run for run in runs if run.returncode == 0]
+    factors = sorted(
+        {r.factor for r in ok if _is_postgres(r)} & {r.factor for r in ok if not _is_postgres(r)}
+    )
+    tables = []
+    for factor in factors:
+        duck = [r for r in ok if r.factor == factor and not _is_postgres(r)]
+        pg = [r for r in ok if r.factor == factor and _is_postgres(r)]
+        rows = [
+            f"| {factor}x: stage | DuckDB s (n={len(duck)}) | PostgreSQL s (n={len(pg)}) "
+            "| PG/DuckDB | DuckDB peak GiB | PG client GiB | PG backends GiB | PG server PSS GiB |",
+            "|:--|" + "--:|" * 7,
+        ]
+        for name in [*stage_names(ok), "total"]:
+            if name == "total":
+                a = _mean([r.total_seconds for r in duck])
+                b = _mean([r.total_seconds for r in pg])
+                memory = [
+                    max(r.peak_bytes for r in duck),
+                    max(r.peak_bytes for r in pg),
+                    _max([r.server_backends_peak_bytes for r in pg]),
+                    _max([r.server_pss_peak_bytes for r in pg]),
+                ]
+            else:
+                a_stages, b_stages = _stages(duck, name), _stages(pg, name)
+                a = _mean([st.seconds for st in a_stages])
+                b = _mean([st.seconds for st in b_stages])
+                memory = [
+                    _max([st.peak_bytes for st in a_stages]),
+                    _max([st.peak_bytes for st in b_stages]),
+                    _max([st.server_backends_peak_bytes for st in b_stages]),
+                    _max([st.server_pss_peak_bytes for st in b_stages]),
+                ]
+            cells = [
+                "" if a is None else f"{a:.1f}",
+                "" if b is None else f"{b:.1f}",
+                f"{b / a:.2f}" if a and b is not None else "",
+                *[_gib(m) for m in memory],
+            ]
+            label = "**total**" if name == "total" else name
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        tables.append("\n".join(rows))
+    return "\n\n".join(tables)
+
+
+def _stages(runs: list[RunFigures], name: str) -> list[Stage]:
+    return [stage for run in runs for label, stage in labelled(run.stages) if label == name]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _max(values: list[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
 
 
 def load_runs(path: Path) -> list[RunFigures]:
@@ -393,6 +564,64 @@ def count_lines(data: Path) -> int:
     return total
 
 
+def measure(
+    factor: int,
+    data: Path,
+    lines: int,
+    generate_seconds: float,
+    generated: bool,
+    args: argparse.Namespace,
+    server: dict[str, str],
+) -> RunFigures:
+    """One measured run of ``factor`` (on PostgreSQL, in a database of its own), printed."""
+    work = Path(tempfile.mkdtemp(prefix=f"insiders-scale-{factor}x-"))
+    load_before = os.getloadavg()[0]
+    database = ""
+    try:
+        if args.target == "postgres":
+            with scratch_database(f"insiders_scale_{factor}x") as database:
+                measured = run_graph(
+                    factor, data, work, args.code, args.echo, args.target, database
+                )
+        else:
+            measured = run_graph(factor, data, work, args.code, args.echo, args.target)
+    except BenchDatabaseError as exc:
+        raise SystemExit(str(exc)) from None
+    finally:
+        if args.keep:
+            print(f"  kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    code, wall, stages, peak, largest, count, tail, server_samples = measured
+    run = RunFigures(
+        factor, lines, str(data), generate_seconds, generated, code, wall, peak, largest,
+        count, stages, tail if code else "",
+    )  # fmt: skip
+    run.load_average = [load_before, os.getloadavg()[0]]
+    if args.target is not None:
+        run.target = args.target
+    if args.target == "postgres":
+        run.database, run.server, run.server_samples = database, server, len(server_samples)
+        run.server_backends_peak_bytes = max((s.backends_rss for s in server_samples), default=None)
+        run.server_pss_peak_bytes = max((s.server_pss for s in server_samples), default=None)
+    steps = ", ".join(f"{s.name} {s.seconds:.1f} s" for s in stages)
+    server_peak = (
+        f", server backends {_gib(run.server_backends_peak_bytes)} GiB, "
+        f"PSS {_gib(run.server_pss_peak_bytes)} GiB ({len(server_samples)} samples)"
+        if args.target == "postgres"
+        else ""
+    )
+    print(
+        f"  {wall:.1f} s, peak {peak / GIB:.2f} GiB{server_peak} (exit {code}; load average "
+        f"{run.load_average[0]:.2f} -> {run.load_average[1]:.2f}): {steps}",
+        flush=True,
+    )
+    if code:
+        sys.stderr.write(f"insiders run failed at {factor}x (exit {code}); its last lines:\n")
+        sys.stderr.write(tail)
+    return run
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--factors", default="1,10", help="comma-separated, e.g. 1,10,30,100")
@@ -407,11 +636,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--merge", type=Path, nargs="+", help="print one table of these --json files, run nothing"
     )
+    parser.add_argument(
+        "--target",
+        choices=("duckdb", "postgres"),
+        help="passed to insiders run; postgres: a fresh database per run (see above)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per factor (default 1)")
     args = parser.parse_args(argv)
     if args.merge:
         runs = [run for path in args.merge for run in load_runs(path)]
-        print(markdown_table(sorted(runs, key=lambda r: r.factor)))
+        runs.sort(key=lambda r: (r.factor, r.target != "duckdb"))
+        print(markdown_table(runs))
+        ratios = ratio_table(runs)
+        if ratios:
+            print()
+            print(ratios)
         return
+    if args.repeat < 1:
+        raise SystemExit(f"scale: --repeat {args.repeat}: must be >= 1")
     try:
         factors = [int(f) for f in args.factors.split(",") if f.strip()]
     except ValueError:
@@ -427,6 +669,15 @@ def main(argv: list[str] | None = None) -> None:
         f"Python {info['python']}, DuckDB {info['duckdb']}; {info['platform']}"
     )
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
+    server: dict[str, str] = {}
+    if args.target == "postgres":
+        try:
+            with admin_connect() as con:
+                server = server_settings(con)
+        except BenchDatabaseError as exc:
+            raise SystemExit(str(exc)) from None
+        where = f"{os.environ.get('PGHOST', 'localhost')}:{os.environ.get('PGPORT', '5432')}"
+        print(f"server: PostgreSQL at {where}: " + ", ".join(f"{k}={v}" for k, v in server.items()))
     runs: list[RunFigures] = []
     for factor in factors:
         data = args.data_root / f"{factor}x"
@@ -437,26 +688,9 @@ def main(argv: list[str] | None = None) -> None:
             + (f"(generated in {made.seconds:.1f} s)" if made.written else "(already there)"),
             flush=True,
         )
-        work = Path(tempfile.mkdtemp(prefix=f"insiders-scale-{factor}x-"))
-        try:
-            code, wall, stages, peak, largest, count, tail = run_graph(
-                factor, data, work, args.code, args.echo
-            )
-        finally:
-            if args.keep:
-                print(f"  kept: {work}")
-            else:
-                shutil.rmtree(work, ignore_errors=True)
-        run = RunFigures(
-            factor, lines, str(data), made.seconds, made.written, code, wall, peak, largest,
-            count, stages, tail if code else "",
-        )  # fmt: skip
-        runs.append(run)
-        steps = ", ".join(f"{s.name} {s.seconds:.1f} s" for s in stages)
-        print(f"  {wall:.1f} s, peak {peak / GIB:.2f} GiB (exit {code}): {steps}", flush=True)
-        if code:
-            sys.stderr.write(f"insiders run failed at {factor}x (exit {code}); its last lines:\n")
-            sys.stderr.write(tail)
+        for _ in range(args.repeat):
+            run = measure(factor, data, lines, made.seconds, made.written, args, server)
+            runs.append(run)
     print()
     print(markdown_table(runs))
     print()
@@ -465,6 +699,19 @@ def main(argv: list[str] | None = None) -> None:
         "time between steps included); peak GiB: largest RSS of the whole process tree "
         f"sampled every {SAMPLE_SECONDS * 1000:.0f} ms in the stage."
     )
+    if args.target == "postgres":
+        print(
+            "PostgreSQL: client GiB is that tree (the insiders command: Python, dbt, the "
+            "Python steps' in-memory DuckDB); backends GiB: the summed RSS of the backends "
+            "serving the run's database (shared buffers they touched counted in each); "
+            "server PSS GiB: the summed PSS of every process of the server (shared memory "
+            "counted once; other databases' sessions included); both sampled every "
+            f"{SERVER_SAMPLE_SECONDS * 1000:.0f} ms."
+        )
+    ratios = ratio_table(runs)
+    if ratios:
+        print()
+        print(ratios)
     if args.json:
         args.json.write_text(
             json.dumps({"machine": info, "runs": [asdict(r) for r in runs]}, indent=1)
