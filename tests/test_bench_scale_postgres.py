@@ -1,8 +1,7 @@
 """Tests of ``bench/scale.py --target postgres`` and ``bench/pg_server.py`` on a real
 PostgreSQL server (the PG* variables', else the throwaway one of ``.ci/postgres``).
 
-Run: ``.venv/bin/pytest -q bench/test_scale_postgres.py`` (not under ``tests/``, which
-the suite collects: the last test runs the whole graph, about a minute).
+The last test runs the whole graph on both targets, about a minute.
 """
 
 from __future__ import annotations
@@ -17,11 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # collected from bench/: the root is not on sys.path
-    sys.path.insert(0, str(REPO_ROOT))
-
-from bench.pg_server import (  # noqa: E402
+from bench.pg_server import (
     ServerSampler,
     database_exists,
     drop_database,
@@ -29,7 +24,7 @@ from bench.pg_server import (  # noqa: E402
     scratch_database,
     server_settings,
 )
-from bench.scale import (  # noqa: E402
+from bench.scale import (
     RunFigures,
     Stage,
     load_runs,
@@ -37,7 +32,7 @@ from bench.scale import (  # noqa: E402
     markdown_table,
     ratio_table,
 )
-from tests.postgres_server import server_env  # noqa: E402
+from tests.postgres_server import server_env
 
 GIB = 1024**3
 
@@ -225,16 +220,28 @@ def test_whole_graph_on_postgres_in_a_database_of_its_own(
     """``--target postgres`` end to end on a small synthetic store: every stage gets the
     server's figures, and the run's database is gone afterwards."""
     source = tmp_path / "source"
+    insiders = Path(sys.executable).parent / "insiders"
     subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "insiders"), "demo-data", str(source),
-         "--customers", "150", "--layout", "daily"],
-        check=True, capture_output=True, cwd=tmp_path,
-    )  # fmt: skip
+        [str(insiders), "demo-data", str(source), "--customers", "150", "--layout", "daily"],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     figures = tmp_path / "pg.json"
     main(
-        ["--target", "postgres", "--factors", "1", "--source", str(source),
-         "--data-root", str(tmp_path / "scaled"), "--json", str(figures)]
-    )  # fmt: skip
+        [
+            "--target",
+            "postgres",
+            "--factors",
+            "1",
+            "--source",
+            str(source),
+            "--data-root",
+            str(tmp_path / "scaled"),
+            "--json",
+            str(figures),
+        ]
+    )
     out = capsys.readouterr().out
     assert "fsync=" in out and "postgres 1x server PSS GiB" in out
     (run,) = load_runs(figures)
