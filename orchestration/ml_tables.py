@@ -201,19 +201,35 @@ RETIRED_TABLES: tuple[str, ...] = (
 )
 
 
-def _create_table(table: str) -> str:
-    columns = ",\n    ".join(f"{name} {spec}" for name, spec in ML_COLUMNS[table].items())
-    return f"create table if not exists ml.{table} (\n    {columns}\n);"
+# ML_COLUMNS' types are DuckDB's; PostgreSQL spells one differently.
+_PG_TYPES = {"double": "double precision"}
 
 
-def ensure_ml_tables(con: duckdb.DuckDBPyConnection) -> None:
+def column_spec(spec: str, postgres: bool = False) -> str:
+    """An ``ML_COLUMNS`` column spec (``double not null``), in PostgreSQL's words when
+    ``postgres``."""
+    if not postgres:
+        return spec
+    word, _, rest = spec.partition(" ")
+    return f"{_PG_TYPES.get(word, word)} {rest}".strip()
+
+
+def _create_table(table: str, postgres: bool = False) -> str:
+    columns = ",\n    ".join(
+        f"{name} {column_spec(spec, postgres)}" for name, spec in ML_COLUMNS[table].items()
+    )
+    return f"create table if not exists ml.{table} (\n    {columns}\n)"
+
+
+def ensure_ml_tables(con: Any, postgres: bool = False) -> None:
     """Create the ``ml`` schema and tables, add the columns an older warehouse lacks and
     drop retired tables; a no-op on an up-to-date warehouse.
 
     Called by every ``ml`` writer and reader on its own write connection, and before
     dbt builds views over the ``ml`` sources, so that the loader of ``raw`` need not
     know about ``ml`` at all. Added columns are nullable (DuckDB cannot add a NOT NULL
-    column to rows that exist); the writers fill them.
+    column to rows that exist); the writers fill them. ``con`` is a DuckDB connection,
+    or with ``postgres`` a psycopg one (the same tables, in the caller's transaction).
     """
     existing: dict[str, set[str]] = {}
     for table, column in con.execute(
@@ -226,11 +242,12 @@ def ensure_ml_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists ml")
     for table, columns in ML_COLUMNS.items():
         if table not in existing:
-            con.execute(_create_table(table))
+            con.execute(_create_table(table, postgres))
             continue
         for name, spec in columns.items():
             if name not in existing[table]:
-                con.execute(f"alter table ml.{table} add column {name} {spec.split()[0]}")
+                kind = column_spec(spec.split()[0], postgres)
+                con.execute(f"alter table ml.{table} add column {name} {kind}")
     for table in RETIRED_TABLES:
         if table in existing:
             con.execute(f"drop table ml.{table}")

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from models_py.locations import DUCKDB_CONFIG
-from orchestration.ml_tables import ML_COLUMNS, RETIRED_TABLES, ensure_ml_tables
+from orchestration.ml_tables import ML_COLUMNS, ensure_ml_tables
 from orchestration.postgres import PgWarehouse, errors_in_one_line
 from orchestration.warehouse import path_literal
 
@@ -43,37 +43,6 @@ _DUCKDB_TYPES = {
     1700: "DOUBLE",
 }
 _NUMERIC = 1700
-# ML_COLUMNS' types are DuckDB's; PostgreSQL spells one differently.
-_PG_TYPES = {"double": "double precision"}
-
-
-def pg_type(spec: str) -> str:
-    """An ``ML_COLUMNS`` column spec (``double not null``) in PostgreSQL's words."""
-    word, _, rest = spec.partition(" ")
-    return f"{_PG_TYPES.get(word, word)} {rest}".strip()
-
-
-def ensure_pg_ml_tables(pg: Any) -> None:
-    """``ensure_ml_tables`` on PostgreSQL: the same tables and columns (ML_COLUMNS), in
-    the caller's transaction."""
-    existing: dict[str, set[str]] = {}
-    for table, column in pg.execute(
-        "select table_name, column_name from information_schema.columns "
-        "where table_schema = 'ml' and table_catalog = current_database()"
-    ).fetchall():
-        existing.setdefault(table, set()).add(column)
-    pg.execute("create schema if not exists ml")
-    for table, columns in ML_COLUMNS.items():
-        if table not in existing:
-            body = ",\n    ".join(f"{name} {pg_type(spec)}" for name, spec in columns.items())
-            pg.execute(f"create table if not exists ml.{table} (\n    {body}\n)")
-            continue
-        for name, spec in columns.items():
-            if name not in existing[table]:
-                pg.execute(f"alter table ml.{table} add column {name} {pg_type(spec.split()[0])}")
-    for table in RETIRED_TABLES:
-        if table in existing:
-            pg.execute(f"drop table ml.{table}")
 
 
 def relation_exists(pg: Any, relation: str) -> bool:
@@ -187,7 +156,7 @@ def mirror(
         duck = duckdb.connect(config={**DUCKDB_CONFIG, "temp_directory": str(folder / "spill")})
         try:
             with pg.transaction():
-                ensure_pg_ml_tables(pg)
+                ensure_ml_tables(pg, postgres=True)
             ensure_ml_tables(duck)
             for table in ML_COLUMNS:
                 pull(pg, duck, f"ml.{table}", folder)

@@ -61,12 +61,11 @@ def prepare_warehouse(warehouse: Warehouse) -> None:
     the dbt sources over them resolve before the first load and the first clustering."""
     if isinstance(warehouse, PgWarehouse):
         from orchestration.pg_loader import ensure_raw_tables
-        from orchestration.pg_mirror import ensure_pg_ml_tables
         from orchestration.postgres import errors_in_one_line
 
         with errors_in_one_line(), warehouse.connect() as con:
             ensure_raw_tables(con)
-            ensure_pg_ml_tables(con)
+            ensure_ml_tables(con, postgres=True)
         return
     con = connect(warehouse)
     try:
