@@ -44,19 +44,32 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import gzip
 import hashlib
+import hmac
 import io
 import itertools
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
+from models_py.mapping import (
+    FIELDS,
+    Mapping,
+    detect,
+    missing_columns,
+    online_retail,
+    redact,
+)
 
 COLUMNS: tuple[str, ...] = (
     "InvoiceNo",
@@ -68,6 +81,19 @@ COLUMNS: tuple[str, ...] = (
     "CustomerID",
     "Country",
 )
+
+# What a record holds before typing: the canonical columns, then the fields a mapping
+# may add (a line total instead of a unit price, the currency, the statuses that make a
+# line a return or no sale, a refund). A field a file's mapping does not place is null.
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "LineTotal",
+    "Currency",
+    "ReturnStatus",
+    "RefundAmount",
+    "RefundQuantity",
+    "ExcludeStatus",
+)
+RECORD_COLUMNS: tuple[str, ...] = COLUMNS + EXTRA_COLUMNS
 
 # Layout name -> (DuckDB strptime format of InvoiceDate, a regex a value must match,
 # what a reader should be told the format looks like).
@@ -87,7 +113,6 @@ _BINARY_PROBE = 65536
 
 # Leading bytes of compressed or archived files, and what to tell the user about them.
 _COMPRESSED: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip-compressed: not supported yet (decompress it first)"),
     (b"PK\x03\x04", "zip archive: not supported (extract the CSV files first)"),
     (b"BZh", "bzip2-compressed: not supported (decompress it first)"),
     (b"\xfd7zXZ\x00", "xz-compressed: not supported (decompress it first)"),
@@ -95,11 +120,10 @@ _COMPRESSED: tuple[tuple[bytes, str], ...] = (
 )
 # File name endings of compressed files, for the files a directory scan passes over.
 COMPRESSED_SUFFIXES: dict[str, str] = {
-    ".gz": _COMPRESSED[0][1],
-    ".zip": _COMPRESSED[1][1],
-    ".bz2": _COMPRESSED[2][1],
-    ".xz": _COMPRESSED[3][1],
-    ".zst": _COMPRESSED[4][1],
+    ".zip": _COMPRESSED[0][1],
+    ".bz2": _COMPRESSED[1][1],
+    ".xz": _COMPRESSED[2][1],
+    ".zst": _COMPRESSED[3][1],
 }
 
 # The manifest of synthetic files that ``models_py.demo_data`` writes beside them.
@@ -119,8 +143,13 @@ def display_path(path: Path | str) -> str:
     return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+# Said after a header that fits no preset.
+NO_PRESET = " (and no preset fits the header: give a mapping with --mapping)"
+
+
 class TransactionFileError(ValueError):
-    """A file that is not an Online Retail transaction file; nothing of it loads."""
+    """A file that is not a transaction file its mapping can read; nothing of it loads."""
 
     def __init__(self, path: Path | str, problem: str) -> None:
         shown = display_path(path)
@@ -189,11 +218,16 @@ _HEAD_BYTES = 2**20
 
 @dataclass(frozen=True)
 class Header:
-    """Where the canonical columns are in a file, from its header record."""
+    """Where a record's columns are in a file, from its header record and mapping."""
 
     width: int  # fields in the header, trailing empty ones included
-    positions: list[int]  # index of each of COLUMNS
+    # Each of RECORD_COLUMNS the mapping places -> its positions (several: the first
+    # that is not blank on a record); the others are null.
+    sources: dict[str, tuple[int, ...]]
     trailing_empty: int  # empty names at the end (Kaggle's trailing comma)
+    mapping: Mapping  # given, or picked from the header (its layout may be left open)
+    fill: tuple[str, ...] = ()  # RECORD_COLUMNS given on an order's first line only
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)  # column -> header name
 
 
 @dataclass(frozen=True)
@@ -207,6 +241,8 @@ class Piece:
     layout: str
     records: pa.Table
     rejected: pa.Table
+    mapping: Mapping | None = None  # None: the Online Retail layout ``layout`` names
+    labels: dict[str, str] | None = None  # record column -> the file's column name
 
 
 @dataclass(frozen=True)
@@ -220,6 +256,9 @@ class FileInfo:
     encoding: str
     raw_lines: int
     synthetic: bool = False  # listed in its folder's SYNTHETIC_MARKER manifest
+    # The mapping the file was read with, when it is not the Online Retail header picked
+    # by its dates: a file loaded again with another mapping is read again.
+    mapping_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -237,9 +276,25 @@ def file_sha256(data: bytes) -> str:
 
 
 def hash_file(path: Path | str) -> str:
-    """:func:`file_sha256` of a file's content, read in blocks (never held whole)."""
+    """:func:`file_sha256` of a file's content, read in blocks (never held whole).
+
+    A gzip-compressed file is hashed decompressed: ``day.csv.gz`` and ``day.csv`` are
+    the same content, so loading both is caught as a copy (it would double the
+    revenue). Raises OSError for a file that cannot be read, a corrupt gzip included.
+    """
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        if handle.read(2) != GZIP_MAGIC:
+            handle.seek(0)
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        handle.seek(0)
+        digest = hashlib.sha256()
+        try:
+            with gzip.GzipFile(fileobj=handle, mode="rb") as unpacked:
+                while block := unpacked.read(2**20):
+                    digest.update(block)
+        except (EOFError, zlib.error) as exc:
+            raise gzip.BadGzipFile(f"corrupt gzip file ({exc})") from exc
+        return digest.hexdigest()
 
 
 _UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that surrogateescape kept aside
@@ -304,28 +359,85 @@ class _Decoder:
         return f"utf-8 ({counts})"
 
 
-def _header_positions(path: Path | str, header: list[str]) -> tuple[list[int], int]:
-    """Map the canonical columns to positions; return them and the trailing empties."""
+def _legacy_problem(names: list[str]) -> str:
+    """What keeps a header from being the Online Retail one (its columns exactly)."""
+    lookup = {n.lower() for n in names}
+    missing = [c for c in COLUMNS if c.lower() not in lookup]
+    unexpected = [n for n in names if n.lower() not in {c.lower() for c in COLUMNS}]
+    parts = []
+    if missing:
+        parts.append("missing columns " + ", ".join(missing))
+    if unexpected:
+        parts.append("unexpected columns " + ", ".join(repr(u) for u in unexpected))
+    return "not an Online Retail transaction file: " + "; ".join(parts)
+
+
+def resolve_header(path: Path | str, header: list[str], mapping: Mapping | None) -> Header:
+    """Place a record's columns from a header: with ``mapping``, or with the one preset
+    whose columns the header holds (:func:`models_py.mapping.detect`).
+
+    Raises :class:`TransactionFileError`: a header no preset matches (or two do), a
+    mapped column the header lacks, a mapped column named twice in the header.
+    """
     names = [h.strip() for h in header]
     trailing_empty = 0
     while names and names[-1] == "":
         names.pop()
         trailing_empty += 1
-    lookup = {n.lower(): i for i, n in enumerate(names)}
-    missing = [c for c in COLUMNS if c.lower() not in lookup]
-    unexpected = [n for n in names if n.lower() not in {c.lower() for c in COLUMNS}]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append("missing columns " + ", ".join(missing))
-        if unexpected:
-            parts.append("unexpected columns " + ", ".join(repr(u) for u in unexpected))
+    if mapping is None:
+        found = detect(names)
+        if not found:
+            raise TransactionFileError(
+                path,
+                _legacy_problem(names) + NO_PRESET,
+            )
+        if len(found) > 1:
+            raise TransactionFileError(
+                path,
+                "the header fits more than one preset ("
+                + ", ".join(m.name for m in found)
+                + "): name one with --mapping",
+            )
+        mapping = found[0]
+    if mapping.header == "exact":
+        lowered = {n.lower() for n in names}
+        if lowered != {c.lower() for c in mapping.source_columns()}:
+            raise TransactionFileError(path, _legacy_problem(names))
+    lookup: dict[str, int] = {}
+    doubled: set[str] = set()
+    for i, name in enumerate(names):
+        key = name.lower()
+        if key in lookup:
+            doubled.add(name)
+        lookup.setdefault(key, i)
+    missing = missing_columns(mapping, names)
+    if missing:
+        column, what = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise TransactionFileError(
-            path, "not an Online Retail transaction file: " + "; ".join(parts)
+            path,
+            f"no column {column!r} ({what}, mapping {mapping.source}) in the header{more}",
         )
-    if len(lookup) != len(names):
+    used = {c.lower() for c in mapping.source_columns()}
+    doubled = {d for d in doubled if d.lower() in used}
+    if doubled or (mapping.header == "exact" and len(lookup) != len(names)):
         raise TransactionFileError(path, "duplicate column names in header")
-    return [lookup[c.lower()] for c in COLUMNS], trailing_empty
+    where: dict[str, tuple[str, ...]] = {
+        FIELDS[name]: columns for name, columns in mapping.columns.items()
+    }
+    extras = {
+        "Currency": mapping.currency_column,
+        "ReturnStatus": mapping.return_status.column if mapping.return_status else None,
+        "RefundAmount": mapping.refund_amount,
+        "RefundQuantity": mapping.refund_quantity,
+        "ExcludeStatus": mapping.exclude.column if mapping.exclude else None,
+    }
+    where.update({k: (v,) for k, v in extras.items() if v})
+    sources = {k: tuple(lookup[c.lower()] for c in v) for k, v in where.items()}
+    order_level = {c.lower() for c in mapping.order_level}
+    fill = tuple(k for k, v in where.items() if any(c.lower() in order_level for c in v))
+    labels = {k: names[positions[0]] for k, positions in sources.items()}
+    return Header(len(header), sources, trailing_empty, mapping, fill, labels)
 
 
 def _detect_layout(dates: Iterable[str], trailing_empty: int) -> str:
@@ -344,24 +456,34 @@ def _detect_layout(dates: Iterable[str], trailing_empty: int) -> str:
 
 
 def _open(path: Path) -> BinaryIO:
+    """The file's bytes, gunzipped when it is gzip-compressed (by content, not name)."""
     try:
-        return path.open("rb")
+        handle = path.open("rb")
+        magic = handle.read(2)
+        handle.seek(0)
     except OSError as exc:
         raise TransactionFileError(path, f"cannot read file ({exc.strerror})") from exc
+    if magic == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    return handle
 
 
 def _read(path: Path, handle: BinaryIO, size: int) -> bytes:
     try:
         return handle.read(size)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise TransactionFileError(path, f"corrupt gzip file ({exc})") from exc
     except OSError as exc:
         raise TransactionFileError(path, f"cannot read file ({exc.strerror})") from exc
 
 
-def read_header(path: Path | str) -> Header:
+def read_header(path: Path | str, mapping: Mapping | None = None) -> Header:
     """Check that a file is a transaction file from its head; return its header.
 
-    Raises :class:`TransactionFileError` (one line) for an empty, compressed, binary
-    or foreign file, reading only the first MiB (all of it only when that is blank).
+    Raises :class:`TransactionFileError` (one line) for an empty, compressed (but for
+    gzip, which is read through), binary or foreign file, or a header the mapping (or
+    any preset, with none) cannot read, reading only the first MiB (all of it only
+    when that is blank).
     """
     path = Path(path)
     with _open(path) as handle:
@@ -387,8 +509,7 @@ def read_header(path: Path | str) -> Header:
         header = next(csv.reader(io.StringIO(text, newline="")))
     except (csv.Error, StopIteration) as exc:
         raise TransactionFileError(path, f"unreadable CSV header ({exc})") from exc
-    positions, trailing_empty = _header_positions(path, header)
-    return Header(len(header), positions, trailing_empty)
+    return resolve_header(path, header, mapping)
 
 
 def _chunks(path: Path, handle: BinaryIO, size: int) -> Iterator[bytes]:
@@ -450,57 +571,210 @@ def _continued_lines(text: str, chunks: Iterator[bytes], decoder: _Decoder) -> I
         yield from io.StringIO(decoder.decode(chunk)[0], newline="")
 
 
-class FileSplitter:
-    """Splits one file into :class:`Piece` s of records with bounded memory (see
-    :func:`_split_chunks`); the file is checked (:func:`read_header`) before any piece.
+def settle_mapping(header: Header, dates: list[str | None]) -> Mapping:
+    """The mapping a file is read with: the header's, its layout chosen from the
+    first records' dates when it leaves that open (the Online Retail family)."""
+    mapping = header.mapping
+    if mapping.layouts:
+        clean = [d for d in dates if d is not None]
+        return mapping.with_layout(_detect_layout(clean, header.trailing_empty))
+    return mapping
 
-    ``layout`` is decided, as for a file read whole, from the dates of the file's first
-    100 records: those of the first piece, or, when it holds fewer and more follow, of
-    a second pass that reads only as far as the 100th record. ``encoding`` and
-    ``raw_lines`` are known once the pieces are exhausted (:meth:`info`).
+
+def mapping_fingerprint(mapping: Mapping) -> str:
+    """What identifies how a file was read, for the ledger: empty for the Online Retail
+    presets (the layout says it), else a hash of every setting of the mapping."""
+    if mapping.name in DATE_FORMATS and mapping.source.startswith("preset "):
+        return ""
+    settings = {k: v for k, v in dataclasses.asdict(mapping).items() if k != "source"}
+    return hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
+
+
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+_DECIMAL = re.compile(r"\s*[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)\s*")
+_ZERO = re.compile(r"\s*[+-]?0*([.]0*)?\s*")
+
+
+def check_sample(path: str, mapping: Mapping, labels: dict[str, str], records: pa.Table) -> None:
+    """Fail a file whose first records show the mapping is wrong for it, before any row
+    loads: none of the order dates reads in the stated format, or no quantity or price
+    is a number. One bad value later is quarantined; all of them wrong is a mapping
+    (or a file) to fix, and loading it would quarantine every line."""
+    sample = records.slice(0, _SNIFF_ROWS)
+    checks: list[tuple[str, str, Callable[[list[str]], bool]]] = [
+        ("Quantity", "a whole number", lambda vs: any(_INTEGER.fullmatch(v) for v in vs)),
+        ("UnitPrice", "a number", lambda vs: any(_DECIMAL.fullmatch(v) for v in vs)),
+        ("LineTotal", "a number", lambda vs: any(_DECIMAL.fullmatch(v) for v in vs)),
+    ]
+    formats = " or ".join(repr(f) for f in mapping.date_formats)
+    checks.insert(0, ("InvoiceDate", f"a date in the format {formats}", _dates_read(mapping)))
+    for column, what, reads in checks:
+        if column not in labels:
+            continue
+        values = [v for v in sample.column(column).to_pylist() if v is not None and v.strip()]
+        if values and not reads(values):
+            raise TransactionFileError(
+                path,
+                f"column {labels[column]!r}: no value of the first records is {what} "
+                f"(e.g. {redact(values[0].strip())!r}; mapping {mapping.source})",
+            )
+
+
+def _dates_read(mapping: Mapping) -> Callable[[list[str]], bool]:
+    def reads(values: list[str]) -> bool:
+        from models_py.locations import DUCKDB_CONFIG
+
+        con = duckdb.connect(config=DUCKDB_CONFIG)
+        try:
+            found = con.execute(
+                "select count(*) from unnest(?) as t(v) where try_strptime(trim(v), ?) is not null",
+                [values, list(mapping.date_formats)],
+            ).fetchall()
+        finally:
+            con.close()
+        return bool(found[0][0])
+
+    return reads
+
+
+class OrderLevel:
+    """Fills an order's first-line fields down its other lines, and keeps one refund
+    per order, across the pieces of one file (an order may span two chunks).
+
+    A field is filled when blank on a line of the same order as the line before it
+    (Shopify gives Email, Financial Status, Currency... on an order's first line only).
+    An order-level refund amount counts once per order: the first line with a non-zero
+    amount keeps it, the order's later ones are blanked."""
+
+    def __init__(self, header: Header) -> None:
+        self.fill = header.fill
+        mapping = header.mapping
+        self.refund_once = bool(mapping.refund_amount) and mapping.refund_per == "order"
+        self.last_order: str | None = None
+        self.last: dict[str, str | None] = {}
+        self.refunded: str | None = None
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.fill) or self.refund_once
+
+    def apply(self, records: pa.Table) -> pa.Table:
+        if not self.needed or records.num_rows == 0:
+            return records
+        orders = [(o or "").strip() for o in records.column("InvoiceNo").to_pylist()]
+        for name in self.fill:
+            previous_order, carry = self.last_order, self.last.get(name)
+            out: list[str | None] = []
+            for order, value in zip(orders, records.column(name).to_pylist(), strict=True):
+                if (value is None or not value.strip()) and order and order == previous_order:
+                    value = carry
+                out.append(value)
+                previous_order, carry = order, value
+            self.last[name] = out[-1]
+            index = records.schema.get_field_index(name)
+            records = records.set_column(index, name, pa.array(out, pa.string()))
+        if self.refund_once:
+            out = []
+            for order, value in zip(
+                orders, records.column("RefundAmount").to_pylist(), strict=True
+            ):
+                if value is not None and not _ZERO.fullmatch(value):
+                    if order == self.refunded:
+                        value = ""
+                    else:
+                        self.refunded = order
+                out.append(value)
+            index = records.schema.get_field_index("RefundAmount")
+            records = records.set_column(index, "RefundAmount", pa.array(out, pa.string()))
+        self.last_order = orders[-1]
+        return records
+
+
+def redacts(mapping: Mapping) -> bool:
+    """Whether records read with ``mapping`` may hold e-mail addresses to keep out of
+    the quarantine's raw records and messages (customer ids that are pseudonymised)."""
+    return mapping.customer_kind == "text" and mapping.pseudonymise != "never"
+
+
+class FileSplitter:
+    """Splits one CSV file (or gzip-compressed CSV) into :class:`Piece` s of records
+    with bounded memory (see :func:`_split_chunks`); the file is checked
+    (:func:`read_header`, with ``mapping`` or a preset its header fits) before any piece.
+
+    For the Online Retail family the layout is decided, as for a file read whole, from
+    the dates of the file's first 100 records: those of the first piece, or, when it
+    holds fewer and more follow, of a second pass that reads only as far as the 100th
+    record. A mapping's file is checked on its first records (:func:`check_sample`).
+    ``encoding`` and ``raw_lines`` are known once the pieces are exhausted (:meth:`info`).
     """
 
-    def __init__(self, path: Path | str, sha256: str, chunk_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        sha256: str,
+        chunk_bytes: int | None = None,
+        mapping: Mapping | None = None,
+    ) -> None:
         self.file = Path(path)
         self.path = display_path(path)
         self.sha256 = sha256
         self.chunk_bytes = chunk_bytes or CHUNK_BYTES
+        self.given = mapping
+        self.mapping: Mapping | None = None
         self.layout = ""
         self.raw_lines = 0
         self._decoder = _Decoder()
         self._done = False
 
+    @property
+    def encoding(self) -> str:
+        return self._decoder.encoding
+
     def info(self, synthetic: bool = False) -> FileInfo:
         """What the file held, once :meth:`pieces` is exhausted."""
-        if not self._done:
-            raise RuntimeError(f"{self.path}: FileSplitter.info() before the pieces were read")
+        if not self._done or self.mapping is None:
+            raise RuntimeError(f"{self.path}: info() before the pieces were read")
         return FileInfo(
             path=self.path,
             sha256=self.sha256,
             layout=self.layout,
-            encoding=self._decoder.encoding,
+            encoding=self.encoding,
             raw_lines=self.raw_lines,
             synthetic=synthetic,
+            mapping_fingerprint=mapping_fingerprint(self.mapping),
         )
 
     def pieces(self) -> Iterator[Piece]:
         """The records, in order; raises :class:`TransactionFileError` for a file that
         is no transaction file (before any piece) or that cannot be read."""
-        header = read_header(self.file)
+        header = read_header(self.file, self.given)
         split = _split_chunks(self.file, header, self.chunk_bytes, self._decoder)
         first = next(split, None)
         if first is None:  # nothing after the header... or not even a line: read_header
             first = (_empty_records(), _EMPTY_REJECTED.empty_table(), 0)
         dates = first[0].column("InvoiceDate").slice(0, _SNIFF_ROWS).to_pylist()
-        second = next(split, None) if len(dates) < _SNIFF_ROWS else None
-        if second is not None:
-            dates = self._first_dates(header)
-        self.layout = _detect_layout(dates, header.trailing_empty)
+        second = None
+        if header.mapping.layouts and len(dates) < _SNIFF_ROWS:
+            second = next(split, None)
+            if second is not None:
+                dates = self._first_dates(header)
+        self.mapping = settle_mapping(header, dates)
+        self.layout = self.mapping.name
+        if not header.mapping.layouts:
+            check_sample(self.path, self.mapping, header.labels, first[0])
+        orders = OrderLevel(header)
         for records, rejected, raw_lines in itertools.chain(
             [first], [second] if second is not None else [], split
         ):
             self.raw_lines += raw_lines
-            yield Piece(self.path, self.layout, records, rejected)
+            yield Piece(
+                self.path,
+                self.layout,
+                orders.apply(records),
+                rejected,
+                self.mapping,
+                header.labels,
+            )
         self._done = True
 
     def _first_dates(self, header: Header) -> list[str]:
@@ -513,10 +787,12 @@ class FileSplitter:
         return dates
 
 
-def split_file(path: Path | str, sha256: str | None = None) -> RawFile:
+def split_file(
+    path: Path | str, sha256: str | None = None, mapping: Mapping | None = None
+) -> RawFile:
     """Split one whole file into records held in memory; raise TransactionFileError if
     it is not one of ours. For a look at a small file: the loader streams instead."""
-    splitter = FileSplitter(path, sha256 or hash_file(path))
+    splitter = FileSplitter(path, sha256 or hash_file(path), mapping=mapping)
     pieces = list(splitter.pieces())
     info = splitter.info()
     return RawFile(
@@ -532,7 +808,24 @@ _Split = tuple[pa.Table, pa.Table, int]
 _EMPTY_REJECTED = pa.schema(
     [("source_line", pa.int64()), ("raw_record", pa.string()), ("reason", pa.string())]
 )
-_RECORDS = pa.schema([*((c, pa.string()) for c in COLUMNS), ("source_line", pa.int64())])
+_RECORDS = pa.schema([*((c, pa.string()) for c in RECORD_COLUMNS), ("source_line", pa.int64())])
+
+
+def _record_columns(header: Header, column: Callable[[int], Any], rows: int) -> dict[str, Any]:
+    """RECORD_COLUMNS of a run of records, ``column(i)`` giving the file's i-th column:
+    a field placed on several columns takes the first that is not blank; one the
+    mapping does not place is null."""
+    out: dict[str, Any] = {}
+    for name in RECORD_COLUMNS:
+        positions = header.sources.get(name)
+        if not positions:
+            out[name] = pa.nulls(rows, pa.string())
+            continue
+        value = column(positions[0])
+        for pos in positions[1:]:
+            value = pc.if_else(pc.equal(pc.utf8_trim_whitespace(value), ""), column(pos), value)
+        out[name] = value
+    return out
 
 
 def _empty_records() -> pa.Table:
@@ -569,7 +862,7 @@ def _split_fast(data: bytes, header: Header, lines_before: int) -> tuple[pa.Tabl
     if table.num_rows + with_header != lines:
         return None
     first_line = lines_before + 1 + with_header
-    columns = {name: table.column(pos) for name, pos in zip(COLUMNS, header.positions, strict=True)}
+    columns = _record_columns(header, lambda pos: table.column(pos), table.num_rows)
     columns["source_line"] = pa.array(range(first_line, first_line + table.num_rows), pa.int64())
     return pa.table(columns), lines
 
@@ -586,6 +879,8 @@ def _split_exact(
     NUL, which PostgreSQL's text type cannot store, so both targets load the same rows.
     """
     reader = csv.reader(lines)
+    hide = redacts(header.mapping)
+    shown = (lambda row: redact(_join(row))) if hide else _join
     if with_header:
         next(reader, None)
     width = header.width
@@ -600,13 +895,13 @@ def _split_exact(
             previous_end = reader.line_num
             if len(row) == width or (header.trailing_empty and len(row) == named):
                 if "\x00" in "".join(row):
-                    rejected.append((start, _join(row), "NUL byte in the record"))
+                    rejected.append((start, shown(row), "NUL byte in the record"))
                 else:
                     rows.append(row)
                     starts.append(start)
             else:
                 reason = "blank line" if not row else f"expected {named} fields, found {len(row)}"
-                rejected.append((start, _join(row), reason))
+                rejected.append((start, shown(row), reason))
             if len(rows) + len(rejected) >= _EXACT_PIECE_ROWS:
                 yield _exact_tables(rows, starts, rejected, header)
                 rows, starts, rejected = [], [], []
@@ -623,10 +918,9 @@ def _split_exact(
 def _exact_tables(
     rows: list[list[str]], starts: list[int], rejected: list[tuple[int, str, str]], header: Header
 ) -> _Split:
-    columns = {
-        name: pa.array([row[pos] for row in rows], pa.string())
-        for name, pos in zip(COLUMNS, header.positions, strict=True)
-    }
+    columns = _record_columns(
+        header, lambda pos: pa.array([row[pos] for row in rows], pa.string()), len(rows)
+    )
     columns["source_line"] = pa.array(starts, pa.int64())
     rejected_table = pa.table(
         {
@@ -646,65 +940,152 @@ def _join(row: list[str]) -> str:
     return buf.getvalue().replace("\x00", "\\x00")
 
 
-# Typing in SQL: vectorised, and the same rules for every layout. ``files`` maps each
-# source file to its date format. A reason is given for the first problem of a record.
-_TYPED_SQL_TEMPLATE = """
+# Typing in SQL: vectorised, and the same rules for every layout and mapping. Each file's
+# settings (date formats, labels for messages, how returns appear) come in ``files_in``,
+# as data; a date format is a bound parameter (DuckDB wants it constant: one per group
+# of files sharing formats). A reason is given for the first problem of a record.
+_NUMBER = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)"
+_TYPED_SQL = """
 with records as (
     select
         r.*,
-        f.layout,
-        f.date_hint,
-        trim(r.InvoiceNo) as _invoice,
-        trim(r.StockCode) as _stock,
-        trim(r.Quantity) as _quantity,
-        trim(r.UnitPrice) as _price,
-        trim(r.CustomerID) as _customer,
-        trim(r.InvoiceDate) as _date
+        f.* exclude (source_file),
+        coalesce(trim(r.InvoiceNo), '') as _invoice,
+        coalesce(trim(r.StockCode), '') as _stock,
+        coalesce(trim(r.Quantity), '') as _quantity,
+        coalesce(trim(r.UnitPrice), '') as _price,
+        coalesce(trim(r.LineTotal), '') as _total,
+        coalesce(trim(r.CustomerID), '') as _customer,
+        coalesce(trim(r.InvoiceDate), '') as _date,
+        coalesce(trim(r.RefundAmount), '') as _refund,
+        coalesce(trim(r.RefundQuantity), '') as _refund_quantity,
+        lower(coalesce(trim(r.ExcludeStatus), '')) as _exclude,
+        lower(coalesce(trim(r.ReturnStatus), '')) as _return_status,
+        upper(coalesce(trim(r.Currency), '')) as _currency
     from records_in as r
     inner join files_in as f using (source_file)
 ),
 typed as (
     select
-        *,
+        records.*,
         case when regexp_full_match(_quantity, '[+-]?[0-9]+')
-            then try_cast(_quantity as integer) end as _quantity_typed,
+            then try_cast(_quantity as integer) end as _quantity_read,
         case when regexp_full_match(_price, '[+-]?([0-9]+([.][0-9]{0,4})?|[.][0-9]{1,4})')
-            then try_cast(_price as decimal(18, 4)) end as _price_typed,
-        {date_case} as _date_typed,
+            then try_cast(_price as decimal(18, 4)) end as _price_read,
+        case when regexp_full_match(_total, '@NUMBER@')
+            then try_cast(_total as decimal(18, 4)) end as _total_read,
+        @DATE_CASE@ as _date_typed,
         case
             when _customer = '' then null
-            when regexp_full_match(_customer, '[0-9]+([.]0*)?')
+            when regexp_full_match(_customer, '[0-9]+([.]0*)?') and pseudonymise <> 'always'
                 then ltrim(split_part(_customer, '.', 1), '0')
-        end as _customer_typed
+            when customer_kind = 'integer' then null
+            when pseudonymise = 'never' then _customer
+            else keys.customer_key
+        end as _customer_typed,
+        case
+            when _refund = '' then 0
+            when regexp_full_match(_refund, '@NUMBER@') then try_cast(_refund as decimal(18, 4))
+        end as _refund_read,
+        case when regexp_full_match(_refund_quantity, '[+-]?[0-9]+')
+            then try_cast(_refund_quantity as integer) end as _refund_quantity_read,
+        coalesce(starts_with(_invoice, cancelled_prefix), false)
+            or coalesce(list_contains(return_values, _return_status), false) as _is_return
     from records
+    left join customer_keys_in as keys on records._customer = keys.customer_value
 ),
 checked as (
     select
         *,
         case
-            when _invoice = '' then 'missing InvoiceNo'
-            when _stock = '' then 'missing StockCode'
-            when _quantity_typed is null then format('bad Quantity ''{}''', Quantity)
+            when coalesce(list_contains(exclude_values, _exclude), false)
+                then format('{} ''{}'': not a sale', l_exclude, trim(ExcludeStatus))
+            when _invoice = '' then 'missing ' || l_invoice
+            when _stock = '' then 'missing ' || l_stock
+            when _quantity_read is null then format('bad {} ''{}''', l_quantity, Quantity)
             when _date_typed is null
-                then format('bad InvoiceDate ''{}'' (expected {})', InvoiceDate, date_hint)
-            when _price_typed is null then format('bad UnitPrice ''{}''', UnitPrice)
+                then format('bad {} ''{}'' (expected {})', l_date, InvoiceDate, date_hint)
+            when not price_from_total and _price_read is null
+                then format('bad {} ''{}''', l_price, UnitPrice)
+            when price_from_total and _total_read is null
+                then format('bad {} ''{}''', l_price, LineTotal)
+            when price_from_total and _quantity_read = 0
+                then format('{} is 0: no unit price from {} ''{}''', l_quantity, l_price, LineTotal)
             when _customer <> '' and (_customer_typed is null or _customer_typed = '')
-                then format('bad CustomerID ''{}''', CustomerID)
-        end as reason
+                then format('bad {} ''{}''', l_customer, CustomerID)
+            when currency_expected is not null and _currency = '' then 'missing ' || l_currency
+            when currency_expected is not null and _currency <> currency_expected
+                then format('{} ''{}'', not {}', l_currency, trim(Currency), currency_expected)
+            when _refund_read is null then format('bad {} ''{}''', l_refund, RefundAmount)
+            when _refund_quantity <> '' and _refund_quantity_read is null
+                then format('bad {} ''{}''', l_refund_quantity, RefundQuantity)
+        end as reason,
+        case
+            when price_from_total and _quantity_read <> 0
+                then cast(round(cast(_total_read as double) / _quantity_read, 4) as decimal(18, 4))
+            when not price_from_total then _price_read
+        end as _price_typed,
+        greatest(abs(coalesce(_refund_quantity_read, 1)), 1) as _refund_items
     from typed
 )
 """
-
-
-_TYPED_SQL = _TYPED_SQL_TEMPLATE.replace(
-    "{date_case}",
-    "case layout "
-    + " ".join(
-        f"when '{name}' then try_strptime(_date, '{fmt}')"
-        for name, (fmt, _, _) in DATE_FORMATS.items()
-    )
-    + " end",
-)
+_STAGED_SELECT = """
+select
+    _invoice as InvoiceNo,
+    _stock as StockCode,
+    nullif(trim(Description), '') as Description,
+    case when _is_return then -abs(_quantity_read) else _quantity_read end as Quantity,
+    _date_typed as InvoiceDate,
+    _price_typed as UnitPrice,
+    _customer_typed as CustomerID,
+    nullif(trim(Country), '') as Country,
+    source_file,
+    source_line,
+    'record' as line_kind,
+    case when reason is null then null
+        when redact then regexp_replace(
+            array_to_string(list_transform(
+                [InvoiceNo, StockCode, Description, Quantity, InvoiceDate,
+                    coalesce(UnitPrice, LineTotal), coalesce(_customer_typed, ''), Country],
+                lambda x: case when regexp_matches(coalesce(x, ''), '[,"\n\r]')
+                    then '"' || replace(x, '"', '""') || '"' else coalesce(x, '') end
+            ), ','),
+            '@EMAIL@', '<e-mail>', 'g')
+        else array_to_string(list_transform(
+            [InvoiceNo, StockCode, Description, Quantity, InvoiceDate,
+                coalesce(UnitPrice, LineTotal), CustomerID, Country],
+            lambda x: case when regexp_matches(coalesce(x, ''), '[,"\n\r]')
+                then '"' || replace(x, '"', '""') || '"' else coalesce(x, '') end
+        ), ',')
+    end as raw_record,
+    reason,
+    case when keys_needed and _customer_typed is not null and _customer_typed <> _customer
+        then _customer end as customer_ref
+from checked
+@REFUNDS@
+union all by name
+select
+    _invoice as InvoiceNo,
+    case when refund_per = 'order' then 'REFUND' else _stock end as StockCode,
+    case when refund_per = 'order' then 'Refund'
+        else nullif(trim(Description), '') end as Description,
+    -_refund_items as Quantity,
+    _date_typed as InvoiceDate,
+    cast(round(abs(cast(_refund_read as double)) / _refund_items, 4) as decimal(18, 4))
+        as UnitPrice,
+    _customer_typed as CustomerID,
+    nullif(trim(Country), '') as Country,
+    source_file,
+    source_line,
+    'refund' as line_kind,
+    null as raw_record,
+    null as reason
+from checked
+where reason is null and _refund_read <> 0
+@END_REFUNDS@
+union all by name
+select source_file, source_line, 'record' as line_kind, raw_record, reason from rejected_in
+"""
 
 
 class Staged(Protocol):
@@ -716,14 +1097,125 @@ class Staged(Protocol):
     rejected: pa.Table
 
 
-def stage_records(con: duckdb.DuckDBPyConnection, files: Sequence[Staged]) -> str:
+def _settings(staged: Staged) -> tuple[Mapping, dict[str, str]]:
+    """A staged file's mapping and the names its messages give the columns."""
+    mapping = getattr(staged, "mapping", None)
+    if mapping is None:  # a RawFile or a Piece of the Online Retail layout `layout`
+        mapping = online_retail().with_layout(staged.layout)
+    labels = dict(getattr(staged, "labels", None) or {})
+    if mapping.header == "exact" or not labels:  # the Online Retail names, as ever
+        labels = {c: c for c in RECORD_COLUMNS if c not in EXTRA_COLUMNS}
+    return mapping, labels
+
+
+def _date_hint(mapping: Mapping) -> str:
+    legacy = DATE_FORMATS.get(mapping.name)
+    if legacy and mapping.date_formats == (legacy[0],):
+        return legacy[2]
+    return " or ".join(mapping.date_formats)
+
+
+def customer_key(secret: bytes, value: str) -> str:
+    """The pseudonymous key of a customer id: a keyed hash (HMAC-SHA-256, the secret
+    kept in the warehouse), stable for the warehouse, not reversible without the
+    secret; an e-mail address is keyed in lower case (``Ann@x.com`` = ``ann@x.com``)."""
+    text = value.strip()
+    if "@" in text:
+        text = text.lower()
+    digest = hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return "cust-" + digest[:20]
+
+
+_PLAIN_ID = re.compile(r"[0-9]+([.]0*)?")
+_LABELS = (
+    "l_invoice",
+    "l_stock",
+    "l_quantity",
+    "l_date",
+    "l_price",
+    "l_customer",
+    "l_currency",
+    "l_exclude",
+    "l_refund",
+    "l_refund_quantity",
+)
+_FILES_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("layout", pa.string()),
+        ("date_group", pa.int32()),
+        ("date_hint", pa.string()),
+        ("timezone", pa.string()),
+        ("customer_kind", pa.string()),
+        ("pseudonymise", pa.string()),
+        ("redact", pa.bool_()),
+        ("keys_needed", pa.bool_()),
+        ("price_from_total", pa.bool_()),
+        ("currency_expected", pa.string()),
+        ("cancelled_prefix", pa.string()),
+        ("return_values", pa.list_(pa.string())),
+        ("exclude_values", pa.list_(pa.string())),
+        ("refund_per", pa.string()),
+        *((name, pa.string()) for name in _LABELS),
+    ]
+)
+_KEYS_SCHEMA = pa.schema([("customer_value", pa.string()), ("customer_key", pa.string())])
+# The same pattern as models_py.mapping.redact, in DuckDB's (RE2) syntax, quoted.
+_EMAIL_SQL = "[^\\s@,;:<>\"'']+@[^\\s@,;:<>\"'']+"  # '' is ' in a SQL literal
+
+
+def _file_row(path: str, mapping: Mapping, labels: dict[str, str], group: int) -> dict:
+    """One file's settings for the typing query (``files_in``): data, never SQL text."""
+    from_total = "line_total" in mapping.columns
+    price = "LineTotal" if from_total else "UnitPrice"
+    keyed = mapping.customer_kind == "text" and mapping.pseudonymise != "never"
+    names = {
+        "l_invoice": "InvoiceNo",
+        "l_stock": "StockCode",
+        "l_quantity": "Quantity",
+        "l_date": "InvoiceDate",
+        "l_price": price,
+        "l_customer": "CustomerID",
+        "l_currency": "Currency",
+        "l_exclude": "ExcludeStatus",
+        "l_refund": "RefundAmount",
+        "l_refund_quantity": "RefundQuantity",
+    }
+    return {
+        "source_file": path,
+        "layout": mapping.name,
+        "date_group": group,
+        "date_hint": _date_hint(mapping),
+        "timezone": mapping.timezone or "UTC",
+        "customer_kind": mapping.customer_kind,
+        "pseudonymise": mapping.pseudonymise,
+        "redact": keyed,
+        "keys_needed": keyed,
+        "price_from_total": from_total,
+        "currency_expected": mapping.currency_expected,
+        "cancelled_prefix": mapping.cancelled_prefix,
+        "return_values": list(mapping.return_status.values) if mapping.return_status else None,
+        "exclude_values": list(mapping.exclude.values) if mapping.exclude else None,
+        "refund_per": mapping.refund_per,
+        **{label: labels.get(column, column) for label, column in names.items()},
+    }
+
+
+def stage_records(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[Staged],
+    secret: Callable[[], bytes] | None = None,
+) -> str:
     """Type every record of ``files`` into a temp table and return its name.
 
     The table has the typed source columns, ``source_file``, ``source_line``,
-    ``raw_record`` and ``reason``: a null reason means the row loads, any other
-    value quarantines it. Runs in whatever DuckDB connection it is given (an
-    in-memory one is enough) and reads nothing but the Arrow tables passed in; the
-    loader calls it once per batch of pieces, so its size is the batch's.
+    ``line_kind`` (``record``, or ``refund``: a return line made from a record's refund
+    fields), ``raw_record``, ``reason`` (null: the row loads, any other value
+    quarantines it) and ``customer_ref`` (the id a pseudonymous key stands for). Runs
+    in whatever DuckDB connection it is given (an in-memory one is enough) and reads
+    nothing but the Arrow tables passed in; the loader calls it once per batch of
+    pieces, so its size is the batch's. ``secret`` gives the warehouse's key of
+    pseudonyms, asked only when a file has customer ids to pseudonymise.
     """
     files = list(files) or [Piece("", "daily", _empty_records(), _EMPTY_REJECTED.empty_table())]
     records_in = pa.concat_tables(
@@ -742,52 +1234,78 @@ def stage_records(con: duckdb.DuckDBPyConnection, files: Sequence[Staged]) -> st
             for f in files
         ]
     )
-    layouts = {f.path: f.layout for f in files}
-    files_in = pa.table(
-        {
-            "source_file": pa.array(list(layouts), pa.string()),
-            "layout": pa.array(list(layouts.values()), pa.string()),
-            "date_hint": pa.array([DATE_FORMATS[v][2] for v in layouts.values()], pa.string()),
-        }
+    settings = {f.path: _settings(f) for f in files}
+    groups: dict[tuple[tuple[str, ...], bool], int] = {}
+    for mapping, _ in settings.values():
+        groups.setdefault((mapping.date_formats, mapping.offsets), len(groups))
+    files_in = pa.Table.from_pylist(
+        [
+            _file_row(path, m, labels, groups[(m.date_formats, m.offsets)])
+            for path, (m, labels) in settings.items()
+        ],
+        schema=_FILES_SCHEMA,
     )
+    keys = _customer_keys(files, settings, secret)
+    # Only generated numbers reach the SQL text: each group's formats are parameter $n.
+    branches = []
+    for (_, offsets), n in groups.items():
+        parse = f"try_strptime(_date, ${n + 1})"
+        if offsets:  # a UTC offset: the local time of the store's zone
+            parse = f"timezone(timezone, {parse})"
+        branches.append(f"when {n} then {parse}")
+    date_case = "case date_group " + " ".join(branches) + " end"
+    select = _STAGED_SELECT.replace("@EMAIL@", _EMAIL_SQL)
+    if any(m.refund_amount for m, _ in settings.values()):
+        select = select.replace("@REFUNDS@", "").replace("@END_REFUNDS@", "")
+    else:  # no refund rows: ``checked`` read once, streamed, never materialised
+        start, end = select.index("@REFUNDS@"), select.index("@END_REFUNDS@")
+        select = select[:start] + select[end + len("@END_REFUNDS@") :]
+    sql = _TYPED_SQL.replace("@DATE_CASE@", date_case).replace("@NUMBER@", _NUMBER) + select
+    params = [list(formats) for formats, _ in groups]
     for name, table in (
         ("records_in", records_in),
         ("rejected_in", rejected_in),
         ("files_in", files_in),
+        ("customer_keys_in", keys),
     ):
         con.register(name, table)
     try:
-        con.execute(
-            f"create or replace temp table {STAGED_TABLE} as "
-            + _TYPED_SQL
-            + """
-            select
-                _invoice as InvoiceNo,
-                _stock as StockCode,
-                nullif(trim(Description), '') as Description,
-                _quantity_typed as Quantity,
-                _date_typed as InvoiceDate,
-                _price_typed as UnitPrice,
-                _customer_typed as CustomerID,
-                nullif(trim(Country), '') as Country,
-                source_file,
-                source_line,
-                case when reason is not null then array_to_string(list_transform(
-                    [InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice,
-                        CustomerID, Country],
-                    lambda x: case when regexp_matches(x, '[,"\n\r]')
-                        then '"' || replace(x, '"', '""') || '"' else x end
-                ), ',') end as raw_record,
-                reason
-            from checked
-            union all by name
-            select source_file, source_line, raw_record, reason from rejected_in
-            """
-        )
+        con.execute(f"create or replace temp table {STAGED_TABLE} as " + sql, params)
     finally:
-        for name in ("records_in", "rejected_in", "files_in"):
+        for name in ("records_in", "rejected_in", "files_in", "customer_keys_in"):
             con.unregister(name)
     return STAGED_TABLE
+
+
+def _customer_keys(
+    files: Sequence[Staged],
+    settings: dict[str, tuple[Mapping, dict[str, str]]],
+    secret: Callable[[], bytes] | None,
+) -> pa.Table:
+    """(customer_value, customer_key) for every customer id to pseudonymise."""
+    values: set[str] = set()
+    for f in files:
+        mapping = settings[f.path][0]
+        if mapping.customer_kind != "text" or mapping.pseudonymise == "never":
+            continue
+        always = mapping.pseudonymise == "always"
+        ids = pc.utf8_trim_whitespace(f.records.column("CustomerID"))
+        for value in pc.unique(ids).to_pylist():
+            if value and (always or not _PLAIN_ID.fullmatch(value)):
+                values.add(value)
+    if not values:
+        return _KEYS_SCHEMA.empty_table()
+    if secret is None:
+        raise ValueError("customer ids to pseudonymise, but no secret to key them with")
+    key = secret()
+    ordered = sorted(values)
+    return pa.table(
+        {
+            "customer_value": pa.array(ordered, pa.string()),
+            "customer_key": pa.array([customer_key(key, v) for v in ordered], pa.string()),
+        },
+        schema=_KEYS_SCHEMA,
+    )
 
 
 STAGED_TABLE = "ingest_staged_records"

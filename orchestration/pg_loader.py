@@ -54,7 +54,8 @@ RAW_TABLES: dict[str, str] = {
             CustomerID text,
             Country text,
             source_file text not null,
-            source_line bigint not null
+            source_line bigint not null,
+            line_kind text not null default 'record'
         )""",
     "quarantined_rows": """
         create table if not exists raw.quarantined_rows (
@@ -73,9 +74,25 @@ RAW_TABLES: dict[str, str] = {
             loaded_rows bigint not null,
             quarantined_rows bigint not null,
             loaded_at timestamp not null,
-            is_synthetic boolean default false
+            is_synthetic boolean default false,
+            refund_rows bigint default 0,
+            mapping_fingerprint text default ''
         )""",
+    "customer_identities": """
+        create table if not exists raw.customer_identities (
+            customer_key text primary key,
+            customer_ref text not null,
+            first_source_file text not null
+        )""",
+    "pseudonym_secret": """
+        create table if not exists raw.pseudonym_secret (secret text not null)""",
 }
+# Columns added since the tables were first made: (table, column, PostgreSQL type).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("transactions", "line_kind", "text not null default 'record'"),
+    ("loaded_files", "refund_rows", "bigint default 0"),
+    ("loaded_files", "mapping_fingerprint", "text default ''"),
+)
 # pg_advisory_xact_lock key of a load (and of creating raw): any constant of our own.
 LOAD_LOCK_KEY = 0x1D5_10AD
 _WRITE_OPTIONS = pacsv.WriteOptions(include_header=False)
@@ -101,6 +118,14 @@ def ensure_raw_tables(con: psycopg.Connection) -> None:
             exists = con.execute("select to_regclass(%s) is not null", [f"raw.{table}"]).fetchone()
             if not (exists and exists[0]):
                 con.execute(ddl)
+        for table, column, kind in ADDED_COLUMNS:
+            present = con.execute(
+                "select count(*) from information_schema.columns "
+                "where table_schema = 'raw' and table_name = %s and column_name = %s",
+                [table, column],
+            ).fetchone()
+            if not (present and present[0]):
+                con.execute(f"alter table raw.{table} add column {column} {kind}")
 
 
 class PgSink:
@@ -125,12 +150,38 @@ class PgSink:
             self.con.close()
             raise
 
-    def known_files(self) -> dict[str, tuple[str, bool]]:
+    def known_files(self) -> dict[str, tuple[str, bool, str]]:
         with errors_in_one_line():
             rows = self.con.execute(
-                "select source_file, file_sha256, is_synthetic from raw.loaded_files"
+                "select source_file, file_sha256, is_synthetic, mapping_fingerprint "
+                "from raw.loaded_files"
             ).fetchall()
-        return {source: (sha, bool(synthetic)) for source, sha, synthetic in rows}
+        return {
+            source: (sha, bool(synthetic), fingerprint or "")
+            for source, sha, synthetic, fingerprint in rows
+        }
+
+    def pseudonym_secret(self) -> bytes:
+        from orchestration.warehouse import _secret
+
+        with errors_in_one_line():
+            return _secret(self.con, "%s")
+
+    def record_identities(self, rows: pa.RecordBatchReader) -> None:
+        """Through a temporary table: COPY cannot skip keys already there."""
+        with errors_in_one_line():
+            self.con.execute(
+                "create temporary table if not exists ingest_identities "
+                "(customer_key text, customer_ref text, first_source_file text) "
+                "on commit drop"
+            )
+            self.con.execute("truncate ingest_identities")
+        self.append_to("ingest_identities", "customer_key, customer_ref, first_source_file", rows)
+        with errors_in_one_line():
+            self.con.execute(
+                "insert into raw.customer_identities select * from ingest_identities "
+                "on conflict (customer_key) do nothing"
+            )
 
     def begin(self) -> None:
         """The transaction is open since the ledger was read (see ``__init__``)."""
@@ -157,10 +208,13 @@ class PgSink:
     def append(self, table: str, columns: str, rows: pa.RecordBatchReader) -> None:
         """COPY the rows in, one Arrow record batch (a slice of one loader batch) of
         CSV bytes at a time."""
+        self.append_to(f"raw.{table}", columns, rows)
+
+    def append_to(self, table: str, columns: str, rows: pa.RecordBatchReader) -> None:
         with (
             errors_in_one_line(),
             self.con.cursor() as cursor,
-            cursor.copy(f"copy raw.{table} ({columns}) from stdin (format csv)") as copy,
+            cursor.copy(f"copy {table} ({columns}) from stdin (format csv)") as copy,
         ):
             for batch in rows:
                 if batch.num_rows == 0:
@@ -184,7 +238,8 @@ class PgSink:
                 insert into raw.loaded_files ({columns}, loaded_at)
                 select *, %s::timestamp from unnest(
                     %s::text[], %s::text[], %s::text[], %s::text[],
-                    %s::bigint[], %s::bigint[], %s::bigint[], %s::boolean[]
+                    %s::bigint[], %s::bigint[], %s::bigint[], %s::boolean[],
+                    %s::bigint[], %s::text[]
                 )
                 on conflict (source_file) do update set {updates}
                 """,

@@ -29,6 +29,7 @@ readers (dbt through ``profiles.yml``'s ``config_options``, tests) pass the same
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import duckdb
 import pyarrow as pa
 
+from models_py.columnar import ColumnarSplitter, is_parquet, parquet_splitter
 from models_py.ingest import (
     CHUNK_BYTES,
     COMPRESSED_SUFFIXES,
@@ -51,11 +53,13 @@ from models_py.ingest import (
     TransactionFileError,
     display_path,
     hash_file,
+    mapping_fingerprint,
     read_header,
     stage_records,
     synthetic_hashes,
 )
 from models_py.locations import DUCKDB_CONFIG
+from models_py.mapping import Mapping
 
 if TYPE_CHECKING:
     from orchestration.postgres import PgWarehouse
@@ -77,8 +81,10 @@ create table if not exists raw.transactions (
     CustomerID varchar,
     Country varchar,
     source_file varchar not null,
-    source_line bigint not null
+    source_line bigint not null,
+    line_kind varchar not null default 'record'
 );
+alter table raw.transactions add column if not exists line_kind varchar default 'record';
 create table if not exists raw.quarantined_rows (
     source_file varchar not null,
     source_line bigint not null,
@@ -94,9 +100,19 @@ create table if not exists raw.loaded_files (
     loaded_rows bigint not null,
     quarantined_rows bigint not null,
     loaded_at timestamp not null,
-    is_synthetic boolean default false
+    is_synthetic boolean default false,
+    refund_rows bigint default 0,
+    mapping_fingerprint varchar default ''
 );
 alter table raw.loaded_files add column if not exists is_synthetic boolean default false;
+alter table raw.loaded_files add column if not exists refund_rows bigint default 0;
+alter table raw.loaded_files add column if not exists mapping_fingerprint varchar default '';
+create table if not exists raw.customer_identities (
+    customer_key varchar primary key,
+    customer_ref varchar not null,
+    first_source_file varchar not null
+);
+create table if not exists raw.pseudonym_secret (secret varchar not null);
 """
 
 
@@ -282,8 +298,12 @@ def _found_key(item: Found) -> str:
     return str(item) if isinstance(item, Path) else item.path
 
 
+_LOADABLE = (".csv", ".parquet")
+
+
 def _scan(root: Path) -> Iterator[Found]:
-    """The files under ``root``: ``*.csv`` as paths, the rest with a reason."""
+    """The files under ``root``: CSV (``*.csv``, gzip-compressed ``*.csv.gz``) and
+    Parquet (``*.parquet``) as paths, the rest with a reason."""
     errors: list[OSError] = []
     for folder, dirs, files in os.walk(root, onerror=errors.append):
         here = Path(folder)
@@ -303,8 +323,10 @@ def _scan(root: Path) -> Iterator[Found]:
                 yield SkippedFile(display_path(item), "hidden file")
             elif suffix in COMPRESSED_SUFFIXES:
                 yield SkippedFile(display_path(item), COMPRESSED_SUFFIXES[suffix])
-            elif suffix != ".csv":
-                yield SkippedFile(display_path(item), "not a .csv file")
+            elif suffix == ".gz" and not name.lower().endswith(".csv.gz"):
+                yield SkippedFile(display_path(item), "gzip-compressed, but not a .csv.gz file")
+            elif suffix not in _LOADABLE and not name.lower().endswith(".csv.gz"):
+                yield SkippedFile(display_path(item), "not a .csv, .csv.gz or .parquet file")
             elif not item.exists():
                 yield TransactionFileError(item, "broken symbolic link")
             elif not item.is_file():
@@ -346,26 +368,46 @@ class _Job:
     sha256: str
     size: int
     problem: TransactionFileError | None  # read_header's verdict
+    mapping: Mapping | None = None  # the --mapping given (None: a preset per header)
+    fingerprint: str = ""  # mapping_fingerprint of the mapping the header resolved to
+    parquet: bool = False
+
+    @property
+    def streamed(self) -> bool:
+        """Loaded alone, piece by piece: a large CSV file, any Parquet file."""
+        return self.parquet or self.size > CHUNK_BYTES
+
+    def splitter(self) -> FileSplitter | ColumnarSplitter:
+        if self.parquet:
+            return parquet_splitter(self.file, self.sha256, self.mapping)
+        return FileSplitter(self.file, self.sha256, CHUNK_BYTES, self.mapping)
 
 
-def _probe(item: Path) -> _Job | TransactionFileError:
+def _probe(item: Path, mapping: Mapping | None = None) -> _Job | TransactionFileError:
     """Hash a file (in blocks: nothing kept) and check its head; an unreadable file is
     an error, a file that is no transaction file a job that will fail."""
     try:
         size = item.stat().st_size
         sha = hash_file(item)
+    except gzip.BadGzipFile as exc:
+        return TransactionFileError(item, str(exc))
     except OSError as exc:
         return TransactionFileError(item, f"cannot read ({exc.strerror})")
+    parquet = is_parquet(item)
     try:
-        read_header(item)
+        if parquet:
+            header = parquet_splitter(item, sha, mapping).header()
+        else:
+            header = read_header(item, mapping)
     except TransactionFileError as exc:
-        return _Job(item, display_path(item), sha, size, exc)
-    return _Job(item, display_path(item), sha, size, None)
+        return _Job(item, display_path(item), sha, size, exc, mapping, parquet=parquet)
+    fingerprint = "" if header.mapping.layouts else mapping_fingerprint(header.mapping)
+    return _Job(item, display_path(item), sha, size, None, mapping, fingerprint, parquet)
 
 
 def _split_whole(job: _Job) -> tuple[FileInfo, list[Piece]] | TransactionFileError:
     """Split one file (at most CHUNK_BYTES) into pieces, in a worker thread."""
-    splitter = FileSplitter(job.file, job.sha256, CHUNK_BYTES)
+    splitter = job.splitter()
     try:
         pieces = list(splitter.pieces())
     except TransactionFileError as exc:
@@ -391,7 +433,9 @@ _NOT_BESIDE_REAL = "synthetic demo data: not loaded into a warehouse that holds 
 
 
 def load_files(
-    warehouse: Path | PgWarehouse, paths: Sequence[str | os.PathLike[str]]
+    warehouse: Path | PgWarehouse,
+    paths: Sequence[str | os.PathLike[str]],
+    mapping: Mapping | None = None,
 ) -> LoadReport:
     """Load files and directories into ``raw``; see the module docstring for the rules.
 
@@ -407,13 +451,17 @@ def load_files(
     types and inserts the files in batches of :data:`BATCH_BYTES`, all in one
     transaction. Hashing and splitting run on a small thread pool: Arrow's CSV reader
     and hashlib release the GIL, so the cores share the work of many daily files.
+
+    ``mapping`` reads every file with one mapping (``models_py.mapping``); without it,
+    each file is read with the preset its header fits. A file loaded before is loaded
+    again when it is read with another mapping.
     """
     report = LoadReport()
     sink = _open_sink(warehouse)
     try:
         known = sink.known_files()
-        owner_of = {sha: source for source, (sha, _) in known.items()}
-        holds_real = any(not synthetic for _, synthetic in known.values())
+        owner_of = {sha: source for source, (sha, _, _) in known.items()}
+        holds_real = any(not synthetic for _, synthetic, _ in known.values())
         found = discover_files(paths)
         for item in found:
             if isinstance(item, TransactionFileError):
@@ -422,12 +470,14 @@ def load_files(
                 report.skipped.append((item.path, item.reason))
         jobs: list[_Job] = []
         with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-            for probed in pool.map(_probe, [f for f in found if isinstance(f, Path)]):
+            files = [f for f in found if isinstance(f, Path)]
+            for probed in pool.map(_probe, files, [mapping] * len(files)):
                 if isinstance(probed, TransactionFileError):
                     report.failed.append(probed)
                     continue
                 source, sha = probed.path, probed.sha256
-                if known.get(source, ("",))[0] == sha:
+                before = known.get(source)
+                if before and before[0] == sha and before[2] == probed.fingerprint:
                     report.skipped.append((source, "unchanged"))
                 elif sha in owner_of and owner_of[sha] != source:
                     report.skipped.append(
@@ -451,7 +501,7 @@ def load_files(
                 )
                 jobs = [job for job in jobs if not synthetic[job.path]]
                 report.removed_synthetic = sorted(
-                    source for source, (_, is_synthetic) in known.items() if is_synthetic
+                    source for source, (_, is_synthetic, _) in known.items() if is_synthetic
                 )
             if jobs:
                 # Typing runs in a DuckDB of its own (see _insert), spilling where the
@@ -488,8 +538,19 @@ class RawSink(Protocol):
     # Where the staging DuckDB may spill a batch it cannot hold in memory.
     spill_directory: str
 
-    def known_files(self) -> dict[str, tuple[str, bool]]:
-        """``raw.loaded_files``: source file -> (SHA-256, is synthetic)."""
+    def known_files(self) -> dict[str, tuple[str, bool, str]]:
+        """``raw.loaded_files``: source file -> (SHA-256, is synthetic, mapping
+        fingerprint)."""
+        ...
+
+    def pseudonym_secret(self) -> bytes:
+        """The warehouse's key of customer pseudonyms (``raw.pseudonym_secret``),
+        made on first use, inside the load's transaction."""
+        ...
+
+    def record_identities(self, rows: pa.RecordBatchReader) -> None:
+        """Add (customer_key, customer_ref, first_source_file) rows to
+        ``raw.customer_identities``; a key already there keeps its row."""
         ...
 
     def begin(self) -> None:
@@ -555,13 +616,26 @@ class _DuckDBSink:
             self.con.close()
             raise
 
-    def known_files(self) -> dict[str, tuple[str, bool]]:
+    def known_files(self) -> dict[str, tuple[str, bool, str]]:
         return {
-            source: (sha, bool(synthetic))
-            for source, sha, synthetic in self.con.execute(
-                "select source_file, file_sha256, is_synthetic from raw.loaded_files"
+            source: (sha, bool(synthetic), fingerprint or "")
+            for source, sha, synthetic, fingerprint in self.con.execute(
+                "select source_file, file_sha256, is_synthetic, mapping_fingerprint "
+                "from raw.loaded_files"
             ).fetchall()
         }
+
+    def pseudonym_secret(self) -> bytes:
+        return _secret(self.con, "?")
+
+    def record_identities(self, rows: pa.RecordBatchReader) -> None:
+        self.con.register("ingest_identities", rows)
+        try:
+            self.con.execute(
+                "insert or ignore into raw.customer_identities select * from ingest_identities"
+            )
+        finally:
+            self.con.unregister("ingest_identities")
 
     def begin(self) -> None:
         self.con.execute("begin transaction")
@@ -590,7 +664,7 @@ class _DuckDBSink:
     def append(self, table: str, columns: str, rows: pa.RecordBatchReader) -> None:
         self.con.register("ingest_typed_rows", rows)
         try:
-            self.con.execute(f"insert into raw.{table} select * from ingest_typed_rows")
+            self.con.execute(f"insert into raw.{table} ({columns}) select * from ingest_typed_rows")
         finally:
             self.con.unregister("ingest_typed_rows")
 
@@ -614,6 +688,19 @@ class _DuckDBSink:
             self.con.execute("set memory_limit = ?", [self.configured])
         finally:
             self.con.close()
+
+
+def _secret(con: Any, mark: str) -> bytes:
+    """Read, or make and store, the warehouse's pseudonym key (``mark``: the driver's
+    parameter marker). 32 random bytes, kept as hex in ``raw.pseudonym_secret``."""
+    import secrets
+
+    row = con.execute("select secret from raw.pseudonym_secret limit 1").fetchall()
+    if row:
+        return bytes.fromhex(row[0][0])
+    secret = secrets.token_hex(32)
+    con.execute(f"insert into raw.pseudonym_secret (secret) values ({mark})", [secret])
+    return bytes.fromhex(secret)
 
 
 def _size_bytes(text: str) -> float:
@@ -649,7 +736,7 @@ def _write(
             sink.remove_synthetic()
         counts: dict[str, list[int]] = {}
         done: dict[str, FileInfo] = {}
-        small = [job for job in jobs if job.size <= CHUNK_BYTES]
+        small = [job for job in jobs if not job.streamed]
         for batch in _batches(small, BATCH_BYTES):
             pieces: list[Piece] = []
             replace: list[str] = []
@@ -665,7 +752,7 @@ def _write(
             _insert(sink, staging, pieces, replace, counts)
             del pieces
         for job in jobs:
-            if job.size > CHUNK_BYTES:
+            if job.streamed:
                 info = _stream(sink, staging, job, job.path in known, counts, report)
                 if info is not None:
                     done[info.path] = info
@@ -675,7 +762,7 @@ def _write(
                 continue
             info = dataclasses.replace(done[job.path], synthetic=synthetic[job.path])
             report.loaded.append(info)
-            loaded, quarantined = counts.get(info.path, (0, 0))
+            loaded, quarantined, refunds = counts.get(info.path, (0, 0, 0))
             rows.append(
                 (
                     info.path,
@@ -686,6 +773,8 @@ def _write(
                     loaded,
                     quarantined,
                     info.synthetic,
+                    refunds,
+                    info.mapping_fingerprint,
                 )
             )
             report.rows_loaded += loaded
@@ -710,7 +799,7 @@ def _stream(
     report: LoadReport,
 ) -> FileInfo | None:
     """Load one large file piece by piece (one chunk's records in memory at a time)."""
-    splitter = FileSplitter(job.file, job.sha256, CHUNK_BYTES)
+    splitter = job.splitter()
     started = False
     try:
         for piece in splitter.pieces():
@@ -748,7 +837,7 @@ def _insert(
     if not pieces:
         return
     try:
-        stage_records(staging, pieces)
+        stage_records(staging, pieces, sink.pseudonym_secret)
         for table, columns, keep in (
             ("transactions", TRANSACTION_COLUMNS, "reason is null"),
             ("quarantined_rows", QUARANTINE_COLUMNS, "reason is not null"),
@@ -761,16 +850,30 @@ def _insert(
                 # A sink that failed half-way leaves the result open, and staging
                 # would refuse the drop below with an error hiding the sink's.
                 reader.close()
-        for source, loaded, quarantined in staging.execute(
+        identities = staging.sql(
             f"""
-            select source_file, count(*) filter (where reason is null),
-                count(*) filter (where reason is not null)
+            select CustomerID as customer_key, min(customer_ref) as customer_ref,
+                min(source_file) as first_source_file
+            from {STAGED_TABLE} where customer_ref is not null group by CustomerID
+            """
+        ).to_arrow_reader()
+        try:
+            sink.record_identities(identities)
+        finally:
+            identities.close()
+        for source, loaded, quarantined, refunds in staging.execute(
+            f"""
+            select source_file,
+                count(*) filter (where reason is null and line_kind = 'record'),
+                count(*) filter (where reason is not null),
+                count(*) filter (where line_kind = 'refund')
             from {STAGED_TABLE} group by source_file
             """
         ).fetchall():
-            total = counts.setdefault(source, [0, 0])
+            total = counts.setdefault(source, [0, 0, 0])
             total[0] += loaded
             total[1] += quarantined
+            total[2] += refunds
     finally:
         staging.execute(f"drop table if exists {STAGED_TABLE}")
 
@@ -780,7 +883,7 @@ def _insert(
 # PostgreSQL folds them to lower case, as dbt's staging models select them).
 TRANSACTION_COLUMNS = (
     "InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, "
-    "Country, source_file, source_line"
+    "Country, source_file, source_line, line_kind"
 )
 QUARANTINE_COLUMNS = "source_file, source_line, raw_record, reason"
 
@@ -794,6 +897,8 @@ FILE_COLUMNS = (
     "loaded_rows",
     "quarantined_rows",
     "is_synthetic",
+    "refund_rows",
+    "mapping_fingerprint",
 )
 
 

@@ -126,23 +126,25 @@ def test_a_directory_says_what_it_skipped_and_rc_stays_0(tmp_path, warehouse, ca
     assert err == ""
     assert out.splitlines() == [
         f"loaded  {folder / 'a.csv'} (daily, utf-8)",
+        f"loaded  {folder / 'b.csv.gz'} (uci, utf-8)",
         f"skipped {folder / '.DS_Store'}: hidden file",
-        f"skipped {folder / 'b.csv.gz'}: gzip-compressed: not supported yet (decompress it first)",
-        f"skipped {folder / 'readme.txt'}: not a .csv file",
-        f"files loaded: 1, skipped: 3, failed: 0; rows loaded: {DATA_LINES}, rows quarantined: 0",
+        f"skipped {folder / 'readme.txt'}: not a .csv, .csv.gz or .parquet file",
+        f"files loaded: 2, skipped: 2, failed: 0; rows loaded: {2 * DATA_LINES}, "
+        "rows quarantined: 0",
     ]
 
 
-def test_a_gzip_file_named_on_the_command_line_fails_in_one_line(
+def test_a_corrupt_gzip_file_named_on_the_command_line_fails_in_one_line(
     tmp_path, warehouse, write_file, capsys
 ) -> None:
     packed = tmp_path / "day.csv.gz"
-    packed.write_bytes(gzip.compress(DAILY.encode()))
+    packed.write_bytes(gzip.compress(DAILY.encode())[:-12])
     good = write_file("good.csv", UCI)
     assert load(warehouse, packed, good) == 1
     out, err = capsys.readouterr()
     assert err == (
-        f"insiders: error: {packed}: gzip-compressed: not supported yet (decompress it first)\n"
+        f"insiders: error: {packed}: corrupt gzip file (Compressed file ended before the "
+        "end-of-stream marker was reached)\n"
     )
     assert "files loaded: 1, skipped: 0, failed: 1;" in out
 
@@ -174,7 +176,8 @@ def test_loading_real_data_says_it_removed_the_demo_data(tmp_path, warehouse, ca
             b"Invoice,Stock\n1,2\n",
             "not an Online Retail transaction file: missing columns InvoiceNo, StockCode, "
             "Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country; unexpected "
-            "columns 'Invoice', 'Stock'",
+            "columns 'Invoice', 'Stock' (and no preset fits the header: give a mapping with "
+            "--mapping)",
         ),
     ],
     ids=["binary", "empty", "wrong header"],

@@ -74,7 +74,7 @@ def test_a_directory_loads_only_new_or_changed_files(tmp_path, warehouse):
     assert sorted((Path(p).name, why) for p, why in report.skipped) == [
         (".hidden.csv", "hidden file"),
         ("a.csv", "unchanged"),
-        ("notes.txt", "not a .csv file"),
+        ("notes.txt", "not a .csv, .csv.gz or .parquet file"),
     ]
     assert not report.failed
 
@@ -107,7 +107,8 @@ def test_cli_reports_counts_and_a_bad_file_fails_alone(write_file, warehouse, ca
     assert err.strip() == (
         f"insiders: error: {bad}: not an Online Retail transaction file: missing columns "
         "InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, "
-        "Country; unexpected columns 'name', 'age'"
+        "Country; unexpected columns 'name', 'age' (and no preset fits the header: give a "
+        "mapping with --mapping)"
     )
     assert "files loaded: 2, skipped: 0, failed: 1; rows loaded: 8, rows quarantined: 1" in out
     assert (

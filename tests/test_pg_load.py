@@ -313,7 +313,8 @@ def test_a_bad_file_fails_with_duckdbs_one_line_error_and_the_rest_loads(
         [
             f"{bad}: not an Online Retail transaction file: missing columns InvoiceNo, "
             "StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country; "
-            "unexpected columns 'name', 'age'",
+            "unexpected columns 'name', 'age' (and no preset fits the header: give a mapping "
+            "with --mapping)",
             f"{binary}: binary file (NUL bytes), expected CSV text",
             f"{missing}: no such file or directory",
         ]

@@ -20,7 +20,9 @@ renamed as (
         loaded_rows,
         quarantined_rows,
         loaded_at,
-        is_synthetic
+        is_synthetic,
+        coalesce(refund_rows, 0) as refund_rows,
+        coalesce(mapping_fingerprint, '') as mapping_fingerprint
 
     from source
 

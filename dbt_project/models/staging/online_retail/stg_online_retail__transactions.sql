@@ -11,7 +11,9 @@ renamed as (
     -- raw keeps the files' column names (Description, Quantity, Country); DuckDB keeps
     -- that capitalisation unless a column is aliased, hence the self-aliases below.
     select
-        source_file || ':' || source_line as transaction_line_id,
+        -- A refund line is made from its record's refund fields: same file and line.
+        source_file || ':' || source_line
+        || case when line_kind = 'refund' then ':refund' else '' end as transaction_line_id,
         invoiceno as invoice_no,
         stockcode as stock_code,
         description as description,  -- noqa: AL09
@@ -22,7 +24,8 @@ renamed as (
         customerid as customer_id,
         country as country,  -- noqa: AL09
         source_file,
-        source_line
+        source_line,
+        line_kind
 
     from source
 
