@@ -823,7 +823,8 @@ def _record_columns(header: Header, column: Callable[[int], Any], rows: int) -> 
             continue
         value = column(positions[0])
         for pos in positions[1:]:
-            value = pc.if_else(pc.equal(pc.utf8_trim_whitespace(value), ""), column(pos), value)
+            blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(value), ""), True)
+            value = pc.if_else(blank, column(pos), value)
         out[name] = value
     return out
 

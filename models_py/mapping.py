@@ -501,6 +501,18 @@ def online_retail() -> Mapping:
     )
 
 
+MAPPING_ENV = "INSIDERS_MAPPING"  # the mapping of `insiders load`/`run` and the asset
+
+
+def resolve_mapping(spec: str | Path | None = None) -> Mapping | None:
+    """The mapping ``spec`` names (a preset or a YAML file), else ``$INSIDERS_MAPPING``'s;
+    None when neither is set: each file is read with the preset its header fits."""
+    import os
+
+    chosen = str(spec) if spec else os.environ.get(MAPPING_ENV, "")
+    return read_mapping(chosen) if chosen.strip() else None
+
+
 def _key(column: str) -> str:
     return column.strip().lower()
 

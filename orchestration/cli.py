@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models_py.locations import WAREHOUSE_ENV, resolve_warehouse
+from models_py.mapping import Mapping, resolve_mapping
 from orchestration.postgres import PgWarehouse
 from orchestration.targets import POSTGRES, TARGET_ENV, TARGETS, resolve_target
 from orchestration.warehouse import SOURCE_ENV, WarehouseError, check_warehouse, load_files
@@ -77,7 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     load = sub.add_parser(
         "load", parents=[common, writer], help="load transaction files or directories into raw"
     )
-    load.add_argument("paths", nargs="+", metavar="PATH")
+    load.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="CSV (or .csv.gz) or Parquet files, directories of them, or table:SCHEMA.NAME "
+        "(a table or view of the warehouse)",
+    )
+    load.add_argument("--mapping", help=_MAPPING_HELP)
 
     build = sub.add_parser(
         "build",
@@ -101,7 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", parents=[common, writer], help="the main job: load the source, then build everything"
     )
-    run.add_argument("--source", type=Path, help="file or directory of transaction files")
+    run.add_argument(
+        "--source",
+        type=Path,
+        help="file or directory of order lines (CSV, .csv.gz, Parquet), or table:SCHEMA.NAME",
+    )
+    run.add_argument("--mapping", help=_MAPPING_HELP)
     run.add_argument("--as-of", type=_as_of)
     run.add_argument(
         "--definition",
@@ -161,7 +174,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(warehouse: Warehouse, paths: list[str], wait: bool = True) -> int:
+_MAPPING_HELP = (
+    "how the files' columns map onto order lines: a YAML mapping file or a preset "
+    "(uci, kaggle, daily, shopify, woocommerce); default $INSIDERS_MAPPING, else the "
+    "preset each file's header fits"
+)
+
+
+def _load(
+    warehouse: Warehouse, paths: list[str], wait: bool = True, mapping: Mapping | None = None
+) -> int:
     """Load, then print one line per file (loaded, skipped with why, failed with why)
     and the counts; rc 1 if a file failed, 2 if the warehouse is no warehouse, 3 if
     another writer holds it and ``wait`` is off.
@@ -180,13 +202,13 @@ def _load(warehouse: Warehouse, paths: list[str], wait: bool = True) -> int:
             lock = PgWriterLock("insiders load")
             lock.acquire(wait=wait, notify=notify)
             try:
-                report = load_files(warehouse, paths)
+                report = load_files(warehouse, paths, mapping)
             finally:
                 lock.release()
         else:
             check_warehouse(warehouse)
             with run_control.writing(warehouse, "insiders load", wait=wait, notify=notify) as work:
-                report = load_files(work, paths)
+                report = load_files(work, paths, mapping)
     except WarehouseError as exc:
         print(f"insiders: error: {exc}", file=sys.stderr)
         return 2
@@ -280,6 +302,7 @@ def _run(
     verbose: bool = False,
     refit: bool | None = None,
     full_refresh: bool = False,
+    mapping: str | None = None,
 ) -> int:
     """The main job, executed by Dagster: the same graph `dagster dev` shows.
 
@@ -307,6 +330,7 @@ def _run(
         )
         _demo(source, customers=1000, seed=42, layout="kaggle")
         warehouse = demo_warehouse
+        mapping = "kaggle"  # the demo's own layout, whatever $INSIDERS_MAPPING says
     return run_job(
         warehouse,
         source,
@@ -316,6 +340,7 @@ def _run(
         verbose=verbose,
         refit=refit,
         full_refresh=full_refresh,
+        mapping=mapping,
     )
 
 
@@ -349,6 +374,7 @@ def run_job(
     refit: bool | None = None,
     full_refresh: bool = False,
     unit_tests: bool = False,
+    mapping: str | None = None,
 ) -> int:
     """Execute the Dagster job (or the selected assets of it) in this process; print
     one line per step as it finishes, then what it materialised (``verbose``: Dagster's
@@ -411,7 +437,9 @@ def run_job(
         run_config["loggers"]["console"] = {"config": {"log_level": "DEBUG"}}
     ops: dict = {}
     if asset_selection is None or AssetKey(["raw", "transactions"]) in asset_selection:
-        ops["raw_transactions"] = {"config": {"source": str(source) if source else ""}}
+        ops["raw_transactions"] = {
+            "config": {"source": str(source) if source else "", "mapping": mapping or ""}
+        }
     for op, key in (
         ("customer_segmentation", AssetKey(["ml", "customer_segments"])),
         ("insiders_analytics", AssetKey(["ml", "definition_evaluation"])),
@@ -614,11 +642,12 @@ def main(argv: list[str] | None = None) -> int:
                 warehouse.connect().close()  # one line if the server cannot be used
         elif args.command in ("load", "build", "run"):
             check_warehouse(path)
-    except ValueError as exc:
+        mapping = resolve_mapping(getattr(args, "mapping", None))
+    except ValueError as exc:  # MappingError too: a wrong mapping loads nothing
         print(f"insiders: error: {exc}", file=sys.stderr)
         return 2
     if args.command == "load":
-        return _load(warehouse, args.paths, args.wait)
+        return _load(warehouse, args.paths, args.wait, mapping)
     if args.command == "build":
         return _build(warehouse, args.as_of, args.select, args.wait, args.verbose)
     if args.command == "demo-data":
@@ -636,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         args.verbose,
         args.refit,
         args.full_refresh,
+        args.mapping,
     )
 
 

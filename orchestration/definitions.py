@@ -45,7 +45,9 @@ from dagster_dbt.asset_utils import (
     get_subset_selection_for_context,
 )
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+from pydantic import Field
 
+from models_py.mapping import MappingError, resolve_mapping
 from models_py.model_store import ModelStoreError, models_dir
 from models_py.published import REPORT_TABLES
 from models_py.settings import RANDOM_GROUPS_CONFIDENCE
@@ -105,9 +107,18 @@ RAW_TABLES = {
 
 
 class LoadConfig(Config):
-    """Where the transaction files are: a file or a directory (default $INSIDERS_SOURCE)."""
+    """Where the order lines are, and how to read them."""
 
-    source: str = ""
+    source: str = Field(
+        default="",
+        description="A file or directory of CSV (.csv.gz) or Parquet files, or "
+        "table:SCHEMA.NAME (default $INSIDERS_SOURCE)",
+    )
+    mapping: str = Field(
+        default="",
+        description="A YAML mapping file or a preset (uci, kaggle, daily, shopify, "
+        "woocommerce); default $INSIDERS_MAPPING, else the preset each file's header fits",
+    )
 
 
 def one_line_errors(step: Callable[..., Iterator]) -> Callable[..., Iterator]:
@@ -140,7 +151,11 @@ def raw_transactions(
     source = config.source or os.environ.get(SOURCE_ENV, "")
     if not source:
         context.log.warning(f"no source (op config 'source' or ${SOURCE_ENV}): nothing to load")
-    report = load_files(warehouse.file, [source] if source else [])
+    try:
+        mapping = resolve_mapping(config.mapping)
+    except MappingError as error:  # a wrong mapping loads nothing
+        raise Failure(description=str(error)) from None
+    report = load_files(warehouse.file, [source] if source else [], mapping)
     for error in report.failed:
         context.log.error(str(error))
     note = report.synthetic_note()
@@ -156,6 +171,7 @@ def raw_transactions(
         )
     metadata = {
         "source": source,
+        "mapping": mapping.source if mapping else "preset per file header",
         "files_loaded": len(report.loaded),
         "files_skipped": len(report.skipped),
         "rows_loaded": report.rows_loaded,

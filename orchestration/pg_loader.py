@@ -161,6 +161,14 @@ class PgSink:
             for source, sha, synthetic, fingerprint in rows
         }
 
+    def open_table(self, ref: Any, mapping: Any) -> Any:
+        from orchestration import table_source
+
+        with errors_in_one_line():
+            return table_source.open_postgres(
+                self.con, ref, mapping.timezone if mapping is not None else None
+            )
+
     def pseudonym_secret(self) -> bytes:
         from orchestration.warehouse import _secret
 

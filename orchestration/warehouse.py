@@ -60,6 +60,8 @@ from models_py.ingest import (
 )
 from models_py.locations import DUCKDB_CONFIG
 from models_py.mapping import Mapping
+from orchestration import table_source
+from orchestration.table_source import TableRef
 
 if TYPE_CHECKING:
     from orchestration.postgres import PgWarehouse
@@ -254,7 +256,7 @@ class LoadReport:
         )
 
 
-Found = Path | TransactionFileError | SkippedFile
+Found = Path | TransactionFileError | SkippedFile | TableRef
 
 
 def discover_files(paths: Iterable[str | os.PathLike[str]]) -> list[Found]:
@@ -277,6 +279,12 @@ def discover_files(paths: Iterable[str | os.PathLike[str]]) -> list[Found]:
             found.append(item)
 
     for raw in paths:
+        if isinstance(raw, str) and table_source.is_table(raw):
+            try:
+                add(table_source.parse(raw))
+            except TransactionFileError as exc:
+                add(exc)
+            continue
         try:
             path = Path(raw).expanduser().resolve()
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
@@ -371,13 +379,16 @@ class _Job:
     mapping: Mapping | None = None  # the --mapping given (None: a preset per header)
     fingerprint: str = ""  # mapping_fingerprint of the mapping the header resolved to
     parquet: bool = False
+    table: table_source.OpenedTable | None = None  # a table:SCHEMA.NAME source
 
     @property
     def streamed(self) -> bool:
-        """Loaded alone, piece by piece: a large CSV file, any Parquet file."""
-        return self.parquet or self.size > CHUNK_BYTES
+        """Loaded alone, piece by piece: a large CSV file, any Parquet file or table."""
+        return self.parquet or self.table is not None or self.size > CHUNK_BYTES
 
     def splitter(self) -> FileSplitter | ColumnarSplitter:
+        if self.table is not None:
+            return _table_splitter(self.table, self.mapping)
         if self.parquet:
             return parquet_splitter(self.file, self.sha256, self.mapping)
         return FileSplitter(self.file, self.sha256, CHUNK_BYTES, self.mapping)
@@ -403,6 +414,35 @@ def _probe(item: Path, mapping: Mapping | None = None) -> _Job | TransactionFile
         return _Job(item, display_path(item), sha, size, exc, mapping, parquet=parquet)
     fingerprint = "" if header.mapping.layouts else mapping_fingerprint(header.mapping)
     return _Job(item, display_path(item), sha, size, None, mapping, fingerprint, parquet)
+
+
+def _table_splitter(table: table_source.OpenedTable, mapping: Mapping | None) -> ColumnarSplitter:
+    return ColumnarSplitter(
+        table.ref.path,
+        table.fingerprint,
+        table.names,
+        table.reader,
+        table.types,
+        "table",
+        mapping,
+    )
+
+
+def _probe_table(
+    sink: RawSink, ref: TableRef, mapping: Mapping | None
+) -> _Job | TransactionFileError:
+    """Look a table up and check its columns against the mapping (or the presets)."""
+    try:
+        opened = sink.open_table(ref, mapping)
+    except TransactionFileError as exc:
+        return exc
+    job = _Job(Path(), ref.path, opened.fingerprint, 0, None, mapping, table=opened)
+    try:
+        header = _table_splitter(opened, mapping).header()
+    except TransactionFileError as exc:
+        return dataclasses.replace(job, problem=exc)
+    fingerprint = "" if header.mapping.layouts else mapping_fingerprint(header.mapping)
+    return dataclasses.replace(job, fingerprint=fingerprint)
 
 
 def _split_whole(job: _Job) -> tuple[FileInfo, list[Piece]] | TransactionFileError:
@@ -471,7 +511,8 @@ def load_files(
         jobs: list[_Job] = []
         with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
             files = [f for f in found if isinstance(f, Path)]
-            for probed in pool.map(_probe, files, [mapping] * len(files)):
+            tables = [_probe_table(sink, f, mapping) for f in found if isinstance(f, TableRef)]
+            for probed in [*pool.map(_probe, files, [mapping] * len(files)), *tables]:
                 if isinstance(probed, TransactionFileError):
                     report.failed.append(probed)
                     continue
@@ -491,6 +532,9 @@ def load_files(
             manifests: dict[Path, frozenset[str]] = {}
             synthetic: dict[str, bool] = {}
             for job in jobs:
+                if job.table is not None:  # a warehouse table is the store's own
+                    synthetic[job.path] = False
+                    continue
                 folder = job.file.parent
                 if folder not in manifests:
                     manifests[folder] = synthetic_hashes(folder)
@@ -541,6 +585,11 @@ class RawSink(Protocol):
     def known_files(self) -> dict[str, tuple[str, bool, str]]:
         """``raw.loaded_files``: source file -> (SHA-256, is synthetic, mapping
         fingerprint)."""
+        ...
+
+    def open_table(self, ref: TableRef, mapping: Mapping | None) -> table_source.OpenedTable:
+        """A table or view of the warehouse to read in place (``table:SCHEMA.NAME``);
+        raises :class:`TransactionFileError` when there is none of that name."""
         ...
 
     def pseudonym_secret(self) -> bytes:
@@ -627,6 +676,9 @@ class _DuckDBSink:
 
     def pseudonym_secret(self) -> bytes:
         return _secret(self.con, "?")
+
+    def open_table(self, ref: TableRef, mapping: Mapping | None) -> table_source.OpenedTable:
+        return table_source.open_duckdb(self.con, ref)
 
     def record_identities(self, rows: pa.RecordBatchReader) -> None:
         self.con.register("ingest_identities", rows)

@@ -1,0 +1,165 @@
+"""Order lines from a table or view already in the warehouse: ``table:SCHEMA.NAME``.
+
+The table is read where it lives, streamed in batches through the warehouse's own
+connection (no export, no file, never held whole), and its rows go through the same
+mapping, typing and quarantine as a file's (:class:`models_py.columnar.ColumnarSplitter`).
+Its ledger entry (``raw.loaded_files``) is ``table:schema.name`` with a fingerprint of
+its content (row count and a sum of row hashes) in place of a file's SHA-256: loading an
+unchanged table again does nothing, a changed one replaces its rows.
+
+The name is an outside value: it must be ``[schema.]name`` of letters, digits and ``_``
+(checked here), it is looked up with bound parameters in ``information_schema``, and
+only a name found there is written into a query, quoted as an identifier.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from models_py.ingest import TransactionFileError
+
+PREFIX = "table:"
+_NAME = re.compile(r"(?:([A-Za-z_][A-Za-z0-9_]*)\.)?([A-Za-z_][A-Za-z0-9_]*)")
+_BATCH_ROWS = 100_000
+_ISO_SQL = "YYYY-MM-DD HH24:MI:SS"
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A ``table:SCHEMA.NAME`` source, its name checked (not yet looked up)."""
+
+    schema: str | None
+    name: str
+
+    @property
+    def path(self) -> str:
+        """How the ledger, the messages and ``source_file`` name it."""
+        return f"{PREFIX}{self.schema + '.' if self.schema else ''}{self.name}"
+
+    def qualified(self, default_schema: str) -> tuple[str, str]:
+        return self.schema or default_schema, self.name
+
+
+def is_table(spec: str) -> bool:
+    return spec.startswith(PREFIX)
+
+
+def parse(spec: str) -> TableRef:
+    """``table:shop.orders`` -> TableRef; a name that is no plain identifier is one
+    :class:`TransactionFileError` line."""
+    match = _NAME.fullmatch(spec[len(PREFIX) :])
+    if match is None:
+        raise TransactionFileError(
+            spec, "not a table name: give table:SCHEMA.NAME (letters, digits and _)"
+        )
+    return TableRef(match[1], match[2])
+
+
+def _quote(identifier: str) -> str:
+    """A name found in information_schema, as a quoted identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@dataclass
+class OpenedTable:
+    """What the loader needs of a table: its columns, types, a content fingerprint and
+    a way to stream the chosen columns."""
+
+    ref: TableRef
+    names: list[str]
+    types: dict[str, pa.DataType]
+    fingerprint: str
+    rows: int
+    reader: Any  # Callable[[list[str]], Iterator[pa.RecordBatch]]
+
+
+def open_duckdb(con: Any, ref: TableRef) -> OpenedTable:
+    """The table in a DuckDB warehouse, read through a cursor of ``con`` (its own
+    context: the load's transaction writes ``raw`` meanwhile)."""
+    schema, name = ref.qualified("main")
+    cursor = con.cursor()
+    found = cursor.execute(
+        "select column_name from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+    if not found:
+        cursor.close()
+        raise TransactionFileError(ref.path, "no such table or view in the warehouse")
+    relation = f"{_quote(schema)}.{_quote(name)}"
+    probe = cursor.sql(f"select * from {relation} limit 0").to_arrow_table()
+    rows, total = cursor.execute(
+        f"select count(*), coalesce(sum(hash(t)), 0) from {relation} as t"
+    ).fetchall()[0]
+
+    def batches(columns: list[str]) -> Iterator[pa.RecordBatch]:
+        listed = ", ".join(_quote(c) for c in columns)
+        reader = cursor.sql(f"select {listed} from {relation}").to_arrow_reader(_BATCH_ROWS)
+        yield from reader
+
+    return OpenedTable(
+        ref,
+        list(probe.schema.names),
+        {f.name: f.type for f in probe.schema},
+        f"table:{rows}:{total}",
+        rows,
+        batches,
+    )
+
+
+def open_postgres(con: Any, ref: TableRef, timezone: str | None) -> OpenedTable:
+    """The table in a PostgreSQL warehouse, streamed through a server-side cursor on
+    the load's connection; values come as text (timestamps as ``YYYY-MM-DD HH:MM:SS``,
+    an instant in the mapping's time zone)."""
+    from psycopg import sql
+
+    schema, name = ref.qualified("public")
+    found = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = %s and table_name = %s order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+    if not found:
+        raise TransactionFileError(ref.path, "no such table or view in the warehouse")
+    relation = sql.Identifier(schema, name)
+    rows, total = con.execute(
+        sql.SQL(
+            "select count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)::bigint), 0)"
+            " from {} as t"
+        ).format(relation)
+    ).fetchone()
+    kinds = dict(found)
+    types: dict[str, pa.DataType] = {}
+    for column, kind in found:
+        temporal = kind.startswith("timestamp") or kind == "date"
+        types[column] = pa.timestamp("s") if temporal else pa.string()
+
+    def text(column: str) -> sql.Composable:
+        kind = kinds[column]
+        ident = sql.Identifier(column)
+        if kind == "timestamp with time zone":
+            return sql.SQL("to_char({} at time zone {}, {})").format(
+                ident, sql.Literal(timezone or "UTC"), sql.Literal(_ISO_SQL)
+            )
+        if kind.startswith("timestamp") or kind == "date":
+            return sql.SQL("to_char({}, {})").format(ident, sql.Literal(_ISO_SQL))
+        return sql.SQL("{}::text").format(ident)
+
+    def batches(columns: list[str]) -> Iterator[pa.RecordBatch]:
+        query = sql.SQL("select {} from {}").format(
+            sql.SQL(", ").join(text(c) for c in columns), relation
+        )
+        with con.cursor(name="insiders_table_source") as cursor:
+            cursor.execute(query)
+            while chunk := cursor.fetchmany(_BATCH_ROWS):
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(list(col), pa.string()) for col in zip(*chunk, strict=True)],
+                    names=columns,
+                )
+
+    return OpenedTable(ref, [c for c, _ in found], types, f"table:{rows}:{total}", rows, batches)
