@@ -51,6 +51,7 @@ import io
 import itertools
 import os
 import re
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -620,18 +621,24 @@ def check_sample(path: str, mapping: Mapping, labels: dict[str, str], records: p
             )
 
 
-def _dates_read(mapping: Mapping) -> Callable[[list[str]], bool]:
-    def reads(values: list[str]) -> bool:
+_CHECKER = threading.local()
+
+
+def _checker() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB per thread for :func:`check_sample` (opening one per file
+    cost 10 ms: 3 s over the 305 daily files)."""
+    con = getattr(_CHECKER, "con", None)
+    if con is None:
         from models_py.locations import DUCKDB_CONFIG
 
-        con = duckdb.connect(config=DUCKDB_CONFIG)
-        try:
-            found = con.execute(
-                "select count(*) from unnest(?) as t(v) where try_strptime(trim(v), ?) is not null",
-                [values, list(mapping.date_formats)],
-            ).fetchall()
-        finally:
-            con.close()
+        con = _CHECKER.con = duckdb.connect(config=DUCKDB_CONFIG)
+    return con
+
+
+def _dates_read(mapping: Mapping) -> Callable[[list[str]], bool]:
+    def reads(values: list[str]) -> bool:
+        query = "select count(*) from unnest(?) as t(v) where try_strptime(trim(v), ?) is not null"
+        found = _checker().execute(query, [values, list(mapping.date_formats)]).fetchall()
         return bool(found[0][0])
 
     return reads
