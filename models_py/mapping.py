@@ -287,12 +287,14 @@ def _schema_error(data: Any, lines: dict[tuple[Any, ...], int], shown: str) -> N
     if not errors:
         return
     error = errors[0]
-    # oneOf failures say little; the deepest cause says what is wrong.
+    # oneOf failures say little: the most relevant cause says what is wrong (for a
+    # list of formats, the entry that is no format, not "is not of type 'string'").
     while error.context:
-        error = min(error.context, key=lambda e: len(e.path))
+        causes = [e for e in error.context if e.validator != "type"] or list(error.context)
+        error = max(causes, key=lambda e: len(e.absolute_path))
     path = list(error.absolute_path)
     if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})), key=str)
         where = _line(lines, [*path, extra[0]]) if extra else _line(lines, path)
         known = ", ".join(error.schema.get("properties", {}))
         raise MappingError(
@@ -346,16 +348,20 @@ def _from_text(text: str, shown: str, allow_layouts: bool = False) -> Mapping:
     if not isinstance(data, dict):
         raise MappingError(f"{shown}:1: a mapping is a YAML object (name:, columns:, ...)")
     layouts = data.pop("layouts", None) if allow_layouts else None
-    _schema_error(data, lines, shown)
     if "extends" in data:
+        # The file overrides what it gives of the preset (one setting is enough: the
+        # time zone alone), so the schema judges the merged mapping, at the file's lines.
         base_name = data["extends"]
-        if base_name not in PRESETS:
+        if not isinstance(base_name, str) or base_name not in PRESETS:
             raise MappingError(
                 f"{shown}:{_line(lines, ['extends'])}: extends: no preset {base_name!r} "
                 f"(presets: {', '.join(PRESETS)})"
             )
+        if "name" not in data:
+            raise MappingError(f"{shown}:1: (top level): missing 'name'")
         base = _preset_data(base_name)
         data = _merge(base, {k: v for k, v in data.items() if k != "extends"})
+    _schema_error(data, lines, shown)
     return _build(data, lines, shown, layouts)
 
 
