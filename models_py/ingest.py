@@ -991,6 +991,7 @@ typed as (
             when pseudonymise = 'never' then _customer
             else keys.customer_key
         end as _customer_typed,
+        keys.customer_key as _customer_key,
         case
             when _refund = '' then 0
             when regexp_full_match(_refund, '@NUMBER@') then try_cast(_refund as decimal(18, 4))
@@ -1067,8 +1068,7 @@ select
         ), ',')
     end as raw_record,
     reason,
-    case when keys_needed and _customer_typed is not null and _customer_typed <> _customer
-        then _customer end as customer_ref
+    case when _customer_typed = _customer_key then _customer end as customer_ref
 from checked
 @REFUNDS@
 union all by name
@@ -1157,7 +1157,6 @@ _FILES_SCHEMA = pa.schema(
         ("customer_kind", pa.string()),
         ("pseudonymise", pa.string()),
         ("redact", pa.bool_()),
-        ("keys_needed", pa.bool_()),
         ("price_from_total", pa.bool_()),
         ("currency_expected", pa.string()),
         ("cancelled_prefix", pa.string()),
@@ -1198,7 +1197,6 @@ def _file_row(path: str, mapping: Mapping, labels: dict[str, str], group: int) -
         "customer_kind": mapping.customer_kind,
         "pseudonymise": mapping.pseudonymise,
         "redact": keyed,
-        "keys_needed": keyed,
         "price_from_total": from_total,
         "currency_expected": mapping.currency_expected,
         "cancelled_prefix": mapping.cancelled_prefix,
