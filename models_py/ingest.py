@@ -1008,26 +1008,35 @@ checked as (
         *,
         case
             when coalesce(list_contains(exclude_values, _exclude), false)
-                then format('{} ''{}'': not a sale', l_exclude, trim(ExcludeStatus))
+                then format('{} ''{}'': not a sale', l_exclude, coalesce(trim(ExcludeStatus), ''))
             when _invoice = '' then 'missing ' || l_invoice
             when _stock = '' then 'missing ' || l_stock
-            when _quantity_read is null then format('bad {} ''{}''', l_quantity, Quantity)
+            when _quantity_read is null
+                then format('bad {} ''{}''', l_quantity, coalesce(Quantity, ''))
             when _date_typed is null
-                then format('bad {} ''{}'' (expected {})', l_date, InvoiceDate, date_hint)
+                then format(
+                    'bad {} ''{}'' (expected {})', l_date, coalesce(InvoiceDate, ''), date_hint
+                )
             when not price_from_total and _price_read is null
-                then format('bad {} ''{}''', l_price, UnitPrice)
+                then format('bad {} ''{}''', l_price, coalesce(UnitPrice, ''))
             when price_from_total and _total_read is null
-                then format('bad {} ''{}''', l_price, LineTotal)
+                then format('bad {} ''{}''', l_price, coalesce(LineTotal, ''))
             when price_from_total and _quantity_read = 0
-                then format('{} is 0: no unit price from {} ''{}''', l_quantity, l_price, LineTotal)
+                then format(
+                    '{} is 0: no unit price from {} ''{}''',
+                    l_quantity, l_price, coalesce(LineTotal, '')
+                )
             when _customer <> '' and (_customer_typed is null or _customer_typed = '')
-                then format('bad {} ''{}''', l_customer, CustomerID)
+                then format('bad {} ''{}''', l_customer, coalesce(CustomerID, ''))
             when currency_expected is not null and _currency = '' then 'missing ' || l_currency
             when currency_expected is not null and _currency <> currency_expected
-                then format('{} ''{}'', not {}', l_currency, trim(Currency), currency_expected)
-            when _refund_read is null then format('bad {} ''{}''', l_refund, RefundAmount)
+                then format(
+                    '{} ''{}'', not {}', l_currency, coalesce(trim(Currency), ''), currency_expected
+                )
+            when _refund_read is null
+                then format('bad {} ''{}''', l_refund, coalesce(RefundAmount, ''))
             when _refund_quantity <> '' and _refund_quantity_read is null
-                then format('bad {} ''{}''', l_refund_quantity, RefundQuantity)
+                then format('bad {} ''{}''', l_refund_quantity, coalesce(RefundQuantity, ''))
         end as reason,
         case
             when price_from_total and _quantity_read <> 0
