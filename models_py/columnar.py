@@ -67,13 +67,31 @@ def _as_text(array: pa.Array | pa.ChunkedArray, timezone: str | None) -> pa.Arra
         if kind.tz is not None:  # an instant: its local time in the store's zone
             array = array.cast(pa.timestamp(kind.unit, tz=timezone or "UTC"))
             array = pc.local_timestamp(array)
-        seconds = array.cast(pa.timestamp("s"), safe=False)
+        # Down to the second (before 1970 too: a plain cast truncates towards zero).
+        seconds = pc.floor_temporal(array, unit="second").cast(pa.timestamp("s"))
         return pc.strftime(seconds, format=_ISO)
     if pa.types.is_date(kind):
         return pc.strftime(array.cast(pa.timestamp("s")), format=_ISO)
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return array.cast(pa.string())
+        # As the CSV path decodes a line: UTF-8, else Windows-1252 (Latin-1 for the
+        # five bytes it leaves undefined).
+        return pa.array([None if v is None else _decode(v) for v in array.to_pylist()], pa.string())
+    if pa.types.is_decimal(kind):
+        # 2.500000 (a decimal(12, 6)) is 2.5: the exact value, without the scale's zeros.
+        text = array.cast(pa.string())
+        text = pc.replace_substring_regex(text, pattern=r"(\.[0-9]*?)0+$", replacement=r"\1")
+        return pc.replace_substring_regex(text, pattern=r"\.$", replacement="")
     return array.cast(pa.string())
+
+
+def _decode(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return value.decode("cp1252")
+        except UnicodeDecodeError:
+            return value.decode("latin-1")
 
 
 class ColumnarSplitter:

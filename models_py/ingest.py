@@ -109,6 +109,9 @@ DATE_FORMATS: dict[str, tuple[str, re.Pattern[str], str]] = {
 }
 
 _SNIFF_ROWS = 100
+# The csv module refuses a field over 128 KiB by default, and _split_exact would then
+# quarantine the rest of the file as one record: a 2 MB description lost 50 good lines.
+csv.field_size_limit(2**31 - 1)
 _BINARY_PROBE = 65536
 
 
@@ -421,7 +424,10 @@ def resolve_header(path: Path | str, header: list[str], mapping: Mapping | None)
         )
     used = {c.lower() for c in mapping.source_columns()}
     doubled = {d for d in doubled if d.lower() in used}
-    if doubled or (mapping.header == "exact" and len(lookup) != len(names)):
+    if doubled:
+        listed = ", ".join(repr(d) for d in sorted(doubled))
+        raise TransactionFileError(path, f"the mapped column {listed} is twice in the header")
+    if mapping.header == "exact" and len(lookup) != len(names):
         raise TransactionFileError(path, "duplicate column names in header")
     where: dict[str, tuple[str, ...]] = {
         FIELDS[name]: columns for name, columns in mapping.columns.items()
@@ -698,9 +704,11 @@ class OrderLevel:
 
 
 def redacts(mapping: Mapping) -> bool:
-    """Whether records read with ``mapping`` may hold e-mail addresses to keep out of
-    the quarantine's raw records and messages (customer ids that are pseudonymised)."""
-    return mapping.customer_kind == "text" and mapping.pseudonymise != "never"
+    """Whether e-mail addresses are kept out of the quarantine's raw records and
+    reasons for records read with ``mapping``: always (an e-mail where an integer id
+    or a quantity belongs is still personal data), but with ``pseudonymise: never``,
+    where the store chose to keep its ids as they are."""
+    return mapping.pseudonymise != "never"
 
 
 class FileSplitter:
@@ -1039,7 +1047,11 @@ checked as (
                 then format('bad {} ''{}''', l_refund_quantity, coalesce(RefundQuantity, ''))
         end as reason,
         case
-            when price_from_total and _quantity_read <> 0
+            -- a return's total may be given positive or negative: the unit price is not
+            when price_from_total and _quantity_read < 0
+                then cast(round(abs(cast(_total_read as double)) / -_quantity_read, 4)
+                    as decimal(18, 4))
+            when price_from_total and _quantity_read > 0
                 then cast(round(cast(_total_read as double) / _quantity_read, 4) as decimal(18, 4))
             when not price_from_total then _price_read
         end as _price_typed,
@@ -1060,23 +1072,21 @@ select
     source_file,
     source_line,
     'record' as line_kind,
-    case when reason is null then null
-        when redact then regexp_replace(
-            array_to_string(list_transform(
-                [InvoiceNo, StockCode, Description, Quantity, InvoiceDate,
-                    coalesce(UnitPrice, LineTotal), coalesce(_customer_typed, ''), Country],
-                lambda x: case when regexp_matches(coalesce(x, ''), '[,"\n\r]')
-                    then '"' || replace(x, '"', '""') || '"' else coalesce(x, '') end
-            ), ','),
-            '@EMAIL@', '<e-mail>', 'g')
-        else array_to_string(list_transform(
+    case when reason is not null then array_to_string(list_transform(
+        list_concat(
             [InvoiceNo, StockCode, Description, Quantity, InvoiceDate,
                 coalesce(UnitPrice, LineTotal), CustomerID, Country],
-            lambda x: case when regexp_matches(coalesce(x, ''), '[,"\n\r]')
-                then '"' || replace(x, '"', '""') || '"' else coalesce(x, '') end
-        ), ',')
-    end as raw_record,
-    reason,
+            -- a refund of the record goes with it into the quarantine, not nowhere
+            case when coalesce(_refund, '') = '' then []::varchar[]
+                else [RefundAmount] end
+        ),
+        lambda x: case when regexp_matches(coalesce(x, ''), '[,"\n\r]')
+            then '"' || replace(x, '"', '""') || '"' else coalesce(x, '') end
+    ), ',') end as _record_text,
+    case when redact then regexp_replace(_record_text, '@EMAIL@', '<e-mail>', 'g')
+        else _record_text end as raw_record,
+    case when redact then regexp_replace(reason, '@EMAIL@', '<e-mail>', 'g')
+        else reason end as reason,
     case when _customer_typed = _customer_key then _customer end as customer_ref
 from checked
 @REFUNDS@
@@ -1184,7 +1194,6 @@ def _file_row(path: str, mapping: Mapping, labels: dict[str, str], group: int) -
     """One file's settings for the typing query (``files_in``): data, never SQL text."""
     from_total = "line_total" in mapping.columns
     price = "LineTotal" if from_total else "UnitPrice"
-    keyed = mapping.customer_kind == "text" and mapping.pseudonymise != "never"
     names = {
         "l_invoice": "InvoiceNo",
         "l_stock": "StockCode",
@@ -1205,7 +1214,7 @@ def _file_row(path: str, mapping: Mapping, labels: dict[str, str], group: int) -
         "timezone": mapping.timezone or "UTC",
         "customer_kind": mapping.customer_kind,
         "pseudonymise": mapping.pseudonymise,
-        "redact": keyed,
+        "redact": redacts(mapping),
         "price_from_total": from_total,
         "currency_expected": mapping.currency_expected,
         "cancelled_prefix": mapping.cancelled_prefix,

@@ -83,14 +83,17 @@ def open_duckdb(con: Any, ref: TableRef) -> OpenedTable:
     context: the load's transaction writes ``raw`` meanwhile)."""
     schema, name = ref.qualified("main")
     cursor = con.cursor()
+    # As DuckDB resolves a name: in any case (an exact match first, if both exist).
     found = cursor.execute(
-        "select column_name from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position",
-        [schema, name],
+        "select table_schema, table_name from information_schema.tables "
+        "where lower(table_schema) = lower(?) and lower(table_name) = lower(?) "
+        "order by table_schema = ? and table_name = ? desc limit 1",
+        [schema, name, schema, name],
     ).fetchall()
     if not found:
         cursor.close()
         raise TransactionFileError(ref.path, "no such table or view in the warehouse")
+    schema, name = found[0]
     relation = f"{_quote(schema)}.{_quote(name)}"
     probe = cursor.sql(f"select * from {relation} limit 0").to_arrow_table()
     rows, total = cursor.execute(
@@ -119,6 +122,16 @@ def open_postgres(con: Any, ref: TableRef, timezone: str | None) -> OpenedTable:
     from psycopg import sql
 
     schema, name = ref.qualified("public")
+    # An unquoted name is folded to lower case (create table Orders makes orders): the
+    # exact name first, else its lower-case form.
+    located = con.execute(
+        "select table_schema, table_name from information_schema.tables "
+        "where (table_schema, table_name) in ((%s, %s), (lower(%s), lower(%s))) "
+        "order by table_schema = %s and table_name = %s desc limit 1",
+        [schema, name, schema, name, schema, name],
+    ).fetchall()
+    if located:
+        schema, name = located[0]
     found = con.execute(
         "select column_name, data_type from information_schema.columns "
         "where table_schema = %s and table_name = %s order by ordinal_position",
@@ -148,6 +161,8 @@ def open_postgres(con: Any, ref: TableRef, timezone: str | None) -> OpenedTable:
             )
         if kind.startswith("timestamp") or kind == "date":
             return sql.SQL("to_char({}, {})").format(ident, sql.Literal(_ISO_SQL))
+        if kind == "numeric":  # 2.500000 of a numeric(12, 6) is 2.5
+            return sql.SQL("trim_scale({})::text").format(ident)
         return sql.SQL("{}::text").format(ident)
 
     def batches(columns: list[str]) -> Iterator[pa.RecordBatch]:

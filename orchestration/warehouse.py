@@ -419,6 +419,9 @@ def _probe(item: Path, mapping: Mapping | None = None) -> _Job | TransactionFile
     except OSError as exc:
         return TransactionFileError(item, f"cannot read ({exc.strerror})")
     parquet = is_parquet(item)
+    if not parquet and item.suffix.lower() == ".parquet":
+        problem = TransactionFileError(item, "not a Parquet file (no PAR1 magic bytes)")
+        return _Job(item, display_path(item), sha, size, problem, mapping)
     try:
         if parquet:
             header = parquet_splitter(item, sha, mapping).header()
