@@ -56,7 +56,7 @@ def write_containers(source: Path, out: Path) -> dict[str, tuple[list[str], Path
     for folder in (gz, parquet, renamed):
         folder.mkdir(parents=True)
     for i, path in enumerate(_files(source)):
-        text = "read_csv(?, all_varchar = true, header = true)"
+        text = "read_csv(?, all_varchar = true, header = true, hive_partitioning = false)"
         con.execute(
             f"copy (select * from {text}) to {path_literal(gz / f'day{i:04d}.csv.gz')} "
             "(header, compression gzip)",
@@ -96,7 +96,7 @@ def table_warehouse(source: Path, warehouse: Path) -> None:
     files = [str(p) for p in _files(source)]
     con.execute(
         "create table shop.orders as select * from read_csv(?, all_varchar = true, "
-        "header = true, union_by_name = true)",
+        "header = true, union_by_name = true, hive_partitioning = false)",
         [files],
     )
     con.close()

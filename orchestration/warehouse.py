@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from models_py.columnar import ColumnarSplitter, is_parquet, parquet_splitter
 from models_py.ingest import (
@@ -382,13 +383,12 @@ class _Job:
     parquet: bool = False
     table: table_source.OpenedTable | None = None  # a table:SCHEMA.NAME source
 
-    packed: bool = False  # gzip-compressed
+    text_bytes: int | None = None  # what a compressed file holds (_text_bytes)
 
     @property
     def weight(self) -> int:
-        """About the bytes of CSV text the file holds: a compressed file (gzip,
-        Parquet) holds about 5 times its size."""
-        return self.size * (_PACKED_RATIO if self.parquet or self.packed else 1)
+        """About the bytes of text the file holds, what batches are measured in."""
+        return self.size if self.text_bytes is None else self.text_bytes
 
     @property
     def streamed(self) -> bool:
@@ -401,11 +401,6 @@ class _Job:
         if self.parquet:
             return parquet_splitter(self.file, self.sha256, self.mapping)
         return FileSplitter(self.file, self.sha256, CHUNK_BYTES, self.mapping)
-
-
-# Text bytes per byte of a compressed file: the real data is 46 MB of CSV, 8 MB gzipped
-# and 11 MB as Parquet; 5 keeps a batch of compressed files near BATCH_BYTES of text.
-_PACKED_RATIO = 5
 
 
 def _probe(item: Path, mapping: Mapping | None = None) -> _Job | TransactionFileError:
@@ -430,18 +425,35 @@ def _probe(item: Path, mapping: Mapping | None = None) -> _Job | TransactionFile
     except TransactionFileError as exc:
         return _Job(item, display_path(item), sha, size, exc, mapping, parquet=parquet)
     fingerprint = "" if header.mapping.layouts else mapping_fingerprint(header.mapping)
-    packed = _is_gzip(item)
     return _Job(
-        item, display_path(item), sha, size, None, mapping, fingerprint, parquet, packed=packed
-    )
+        item, display_path(item), sha, size, None, mapping, fingerprint, parquet,
+        text_bytes=_text_bytes(item, parquet),
+    )  # fmt: skip
 
 
-def _is_gzip(path: Path) -> bool:
+# Bytes of text a Parquet row is counted as (the real data's lines average 89 bytes).
+# Its footer's uncompressed size is no measure: dictionary-encoded text is tiny there
+# (34 MB of Parquet at 10x the real data said 80 MB, and batches of it peaked at 2.1 GB).
+_PARQUET_ROW_BYTES = 100
+
+
+def _text_bytes(path: Path, parquet: bool) -> int | None:
+    """About the bytes of text a compressed file holds once unpacked, None for plain
+    text: a batch of files is measured in these (counted by file size, 34 MB of
+    Parquet holding 466 MB of text made one batch that peaked at 1.1 GB). Parquet: its
+    rows times :data:`_PARQUET_ROW_BYTES`; gzip: its last 4 bytes (the size modulo
+    4 GiB, so at least the compressed size is taken)."""
     try:
+        if parquet:
+            return pq.ParquetFile(path).metadata.num_rows * _PARQUET_ROW_BYTES
         with path.open("rb") as handle:
-            return handle.read(2) == GZIP_MAGIC
-    except OSError:
-        return False
+            if handle.read(2) != GZIP_MAGIC:
+                return None
+            handle.seek(-4, os.SEEK_END)
+            unpacked = int.from_bytes(handle.read(4), "little")
+            return max(unpacked, path.stat().st_size)
+    except (OSError, pa.ArrowException):
+        return None
 
 
 def _table_splitter(table: table_source.OpenedTable, mapping: Mapping | None) -> ColumnarSplitter:
