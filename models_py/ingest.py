@@ -1,12 +1,21 @@
-"""Read Online Retail transaction files into typed rows and quarantined rows.
+"""Read order-line files (CSV, gzip-compressed CSV) into typed rows and quarantined rows.
 
-Three layouts of the same invoice lines exist in the wild, and a file's layout is
-detected from its own bytes, never from its name:
+Each file is read with a mapping (:mod:`models_py.mapping`): the one given, or the
+preset its header fits. Three layouts of the Online Retail invoice lines exist in the
+wild and share one header; which one a file is, is detected from its own bytes, never
+from its name:
 
 * ``kaggle``: Kaggle's ``Ecommerce.csv``: a trailing empty column, dates like
   ``29-Nov-16``, Windows-1252 text.
 * ``uci``: the UCI export: dates like ``12/1/2010 8:26`` (month first), UTF-8.
 * ``daily``: the daily files: ISO timestamps, ``CustomerID`` like ``17850.0``.
+
+Other stores' exports (Shopify, WooCommerce, any layout a mapping file describes) are
+split the same way into the same records (:data:`RECORD_COLUMNS`), then typed by one
+query (:func:`stage_records`) whose settings per file are data: date formats, the
+file's own column names for the reasons, how returns and refunds appear, which ids to
+pseudonymise (:func:`customer_key`). Parquet files and warehouse tables meet this path
+at the :class:`Piece` (:mod:`models_py.columnar`).
 
 Nothing is dropped silently: every record after the header becomes either a typed
 row or a quarantined row with its line number and a reason, so that

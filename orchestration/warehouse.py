@@ -1,5 +1,8 @@
-"""The DuckDB warehouse: where it lives, and loading transaction files into ``raw``
-(of a DuckDB file, or of a PostgreSQL database: ``orchestration.pg_loader``).
+"""The DuckDB warehouse: where it lives, and loading order lines into ``raw`` (of a
+DuckDB file, or of a PostgreSQL database: ``orchestration.pg_loader``): CSV files
+(gzip-compressed too), Parquet files, directories of them, and ``table:SCHEMA.NAME``
+sources (``orchestration.table_source``), each read with a mapping
+(``models_py.mapping``).
 
 Loading is idempotent per file content. A file whose path and content are already
 loaded is skipped; a file whose content changed replaces its own rows; content
