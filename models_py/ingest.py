@@ -981,7 +981,10 @@ with records as (
         coalesce(trim(r.UnitPrice), '') as _price,
         coalesce(trim(r.LineTotal), '') as _total,
         coalesce(trim(r.CustomerID), '') as _customer,
-        coalesce(trim(r.InvoiceDate), '') as _date,
+        -- ISO 8601's Z is the +00:00 offset %z reads
+        case when f.date_offsets
+            then regexp_replace(coalesce(trim(r.InvoiceDate), ''), '[Zz]$', '+00:00')
+            else coalesce(trim(r.InvoiceDate), '') end as _date,
         coalesce(trim(r.RefundAmount), '') as _refund,
         coalesce(trim(r.RefundQuantity), '') as _refund_quantity,
         lower(coalesce(trim(r.ExcludeStatus), '')) as _exclude,
@@ -1181,6 +1184,7 @@ _FILES_SCHEMA = pa.schema(
         ("layout", pa.string()),
         ("date_group", pa.int32()),
         ("date_hint", pa.string()),
+        ("date_offsets", pa.bool_()),
         ("timezone", pa.string()),
         ("customer_kind", pa.string()),
         ("pseudonymise", pa.string()),
@@ -1220,6 +1224,7 @@ def _file_row(path: str, mapping: Mapping, labels: dict[str, str], group: int) -
         "layout": mapping.name,
         "date_group": group,
         "date_hint": _date_hint(mapping),
+        "date_offsets": mapping.offsets,
         "timezone": mapping.timezone or "UTC",
         "customer_kind": mapping.customer_kind,
         "pseudonymise": mapping.pseudonymise,
