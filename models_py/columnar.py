@@ -105,7 +105,7 @@ class ColumnarSplitter:
         path: str,
         sha256: str,
         names: list[str],
-        batches: Callable[[list[str]], Iterator[pa.RecordBatch]],
+        batches: Callable[[list[str], list[str], list[str]], Iterator[pa.RecordBatch]],
         types: dict[str, pa.DataType],
         encoding: str,
         mapping: Mapping | None = None,
@@ -120,6 +120,7 @@ class ColumnarSplitter:
         self.mapping: Mapping | None = None
         self.layout = ""
         self.raw_lines = 0
+        self._fingerprint = ""
         self._done = False
 
     def header(self) -> Header:
@@ -135,11 +136,14 @@ class ColumnarSplitter:
             encoding=self.encoding,
             raw_lines=self.raw_lines,
             synthetic=synthetic,
-            mapping_fingerprint=mapping_fingerprint(self.mapping),
+            mapping_fingerprint=self._fingerprint,
         )
 
     def pieces(self) -> Iterator[Piece]:
         header = self.header()
+        # The mapping as given identifies how the source was read (the loader's probe
+        # says the same), not the ISO dates swapped in below for typed timestamps.
+        self._fingerprint = "" if header.mapping.layouts else mapping_fingerprint(header.mapping)
         wanted = sorted({pos for positions in header.sources.values() for pos in positions})
         columns = [self.names[pos] for pos in wanted]
         date_column = self.names[header.sources["InvoiceDate"][0]]
@@ -153,7 +157,12 @@ class ColumnarSplitter:
         orders = OrderLevel(header)
         hide = redacts(mapping)
         first = True
-        for batch in self.batches(columns):
+        # A table has no order of its own: its rows are read grouped by order (the
+        # order-level fields filled from the order's other lines, where they are).
+        order = [self.names[header.sources["InvoiceNo"][0]]]
+        known = {name.lower(): name for name in self.names}
+        fill = [known[c.lower()] for c in mapping.order_level if c.lower() in known]
+        for batch in self.batches(columns, order, fill):
             rows = batch.num_rows
             text = {
                 pos: _as_text(batch.column(i), mapping.timezone) for i, pos in enumerate(wanted)
@@ -222,7 +231,9 @@ def parquet_splitter(path: Path, sha256: str, mapping: Mapping | None = None) ->
     names = list(schema.names)
     types = {field.name: field.type for field in schema}
 
-    def batches(columns: list[str]) -> Iterator[pa.RecordBatch]:
+    def batches(columns: list[str], order: list[str], fill: list[str]) -> Iterator[pa.RecordBatch]:
+        """The file's rows in its own order (``order`` and ``fill`` are for tables: a
+        file's order-level fields are filled down as it is read)."""
         try:
             reader = pq.ParquetFile(path)
             yield from reader.iter_batches(batch_size=BATCH_ROWS, columns=columns)

@@ -166,6 +166,7 @@ class TransactionFileError(ValueError):
 
     def __init__(self, path: Path | str, problem: str) -> None:
         shown = display_path(path)
+        problem = redact(problem)  # a header may be a record, with a customer's e-mail
         super().__init__(f"{shown}: {problem}")
         self.path = shown
         self.problem = problem
@@ -606,9 +607,21 @@ def mapping_fingerprint(mapping: Mapping) -> str:
     return hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
 
 
-_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
-_DECIMAL = re.compile(r"\s*[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)\s*")
+# What a whole number, a decimal number and a plain customer id look like: one pattern
+# each, for the typing SQL (RE2) and the Python checks alike (values trimmed first).
+WHOLE = "[+-]?[0-9]+"
+NUMBER = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)"
+PLAIN_ID = "[0-9]+([.]0*)?"
+_INTEGER = re.compile(WHOLE)
+_DECIMAL = re.compile(NUMBER)
 _ZERO = re.compile(r"\s*[+-]?0*([.]0*)?\s*")
+# A date's text as both the typing SQL and the sample check read it: trimmed, and, where
+# the format has a UTC offset, ISO 8601's Z written +00:00 (DuckDB's %z reads no Z).
+# In the typing SQL the offsets flag is the file's column, in the check a parameter.
+DATE_TEXT = (
+    "case when @OFFSETS@ then regexp_replace(coalesce(trim(@DATE@), ''), '[Zz]$', '+00:00') "
+    "else coalesce(trim(@DATE@), '') end"
+)
 
 
 def check_sample(path: str, mapping: Mapping, labels: dict[str, str], records: pa.Table) -> None:
@@ -627,12 +640,13 @@ def check_sample(path: str, mapping: Mapping, labels: dict[str, str], records: p
     for column, what, reads in checks:
         if column not in labels:
             continue
-        values = [v for v in sample.column(column).to_pylist() if v is not None and v.strip()]
+        values = [v.strip(" ") for v in sample.column(column).to_pylist() if v is not None]
+        values = [v for v in values if v]
         if values and not reads(values):
             raise TransactionFileError(
                 path,
                 f"column {labels[column]!r}: no value of the first records is {what} "
-                f"(e.g. {redact(values[0].strip())!r}; mapping {mapping.source})",
+                f"(e.g. {redact(values[0])!r}; mapping {mapping.source})",
             )
 
 
@@ -652,8 +666,12 @@ def _checker() -> duckdb.DuckDBPyConnection:
 
 def _dates_read(mapping: Mapping) -> Callable[[list[str]], bool]:
     def reads(values: list[str]) -> bool:
-        query = "select count(*) from unnest(?) as t(v) where try_strptime(trim(v), ?) is not null"
-        found = _checker().execute(query, [values, list(mapping.date_formats)]).fetchall()
+        query = (
+            f"select count(*) from unnest(?) as t(v) where try_strptime({DATE_TEXT}, ?) is not null"
+        )
+        params = [values, mapping.offsets, list(mapping.date_formats)]
+        query = query.replace("@DATE@", "v").replace("@OFFSETS@", "?")
+        found = _checker().execute(query, params).fetchall()
         return bool(found[0][0])
 
     return reads
@@ -969,7 +987,6 @@ def _join(row: list[str]) -> str:
 # settings (date formats, labels for messages, how returns appear) come in ``files_in``,
 # as data; a date format is a bound parameter (DuckDB wants it constant: one per group
 # of files sharing formats). A reason is given for the first problem of a record.
-_NUMBER = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)"
 _TYPED_SQL = """
 with records as (
     select
@@ -981,10 +998,7 @@ with records as (
         coalesce(trim(r.UnitPrice), '') as _price,
         coalesce(trim(r.LineTotal), '') as _total,
         coalesce(trim(r.CustomerID), '') as _customer,
-        -- ISO 8601's Z is the +00:00 offset %z reads
-        case when f.date_offsets
-            then regexp_replace(coalesce(trim(r.InvoiceDate), ''), '[Zz]$', '+00:00')
-            else coalesce(trim(r.InvoiceDate), '') end as _date,
+        @DATE_TEXT@ as _date,
         coalesce(trim(r.RefundAmount), '') as _refund,
         coalesce(trim(r.RefundQuantity), '') as _refund_quantity,
         lower(coalesce(trim(r.ExcludeStatus), '')) as _exclude,
@@ -996,16 +1010,17 @@ with records as (
 typed as (
     select
         records.*,
-        case when regexp_full_match(_quantity, '[+-]?[0-9]+')
+        case when regexp_full_match(_quantity, '@WHOLE@')
             then try_cast(_quantity as integer) end as _quantity_read,
-        case when regexp_full_match(_price, '[+-]?([0-9]+([.][0-9]{0,4})?|[.][0-9]{1,4})')
+        -- any decimals, rounded to 4 places (a Parquet double's 0.30000000000000004)
+        case when regexp_full_match(_price, '@NUMBER@')
             then try_cast(_price as decimal(18, 4)) end as _price_read,
         case when regexp_full_match(_total, '@NUMBER@')
             then try_cast(_total as decimal(18, 4)) end as _total_read,
         @DATE_CASE@ as _date_typed,
         case
             when _customer = '' then null
-            when regexp_full_match(_customer, '[0-9]+([.]0*)?') and pseudonymise <> 'always'
+            when regexp_full_match(_customer, '@PLAIN_ID@') and pseudonymise <> 'always'
                 then ltrim(split_part(_customer, '.', 1), '0')
             when customer_kind = 'integer' then null
             when pseudonymise = 'never' then _customer
@@ -1016,7 +1031,7 @@ typed as (
             when _refund = '' then 0
             when regexp_full_match(_refund, '@NUMBER@') then try_cast(_refund as decimal(18, 4))
         end as _refund_read,
-        case when regexp_full_match(_refund_quantity, '[+-]?[0-9]+')
+        case when regexp_full_match(_refund_quantity, '@WHOLE@')
             then try_cast(_refund_quantity as integer) end as _refund_quantity_read,
         coalesce(starts_with(_invoice, cancelled_prefix), false)
             or coalesce(list_contains(return_values, _return_status), false) as _is_return
@@ -1165,7 +1180,7 @@ def customer_key(secret: bytes, value: str) -> str:
     return "cust-" + digest[:20]
 
 
-_PLAIN_ID = re.compile(r"[0-9]+([.]0*)?")
+_PLAIN_ID = re.compile(PLAIN_ID)
 _LABELS = (
     "l_invoice",
     "l_stock",
@@ -1298,7 +1313,17 @@ def stage_records(
     else:  # no refund rows: ``checked`` read once, streamed, never materialised
         start, end = select.index("@REFUNDS@"), select.index("@END_REFUNDS@")
         select = select[:start] + select[end + len("@END_REFUNDS@") :]
-    sql = _TYPED_SQL.replace("@DATE_CASE@", date_case).replace("@NUMBER@", _NUMBER) + select
+    sql = (
+        _TYPED_SQL.replace(
+            "@DATE_TEXT@",
+            DATE_TEXT.replace("@DATE@", "r.InvoiceDate").replace("@OFFSETS@", "f.date_offsets"),
+        )
+        .replace("@DATE_CASE@", date_case)
+        .replace("@NUMBER@", NUMBER)
+        .replace("@WHOLE@", WHOLE)
+        .replace("@PLAIN_ID@", PLAIN_ID)
+        + select
+    )
     params = [list(formats) for formats, _ in groups]
     for name, table in (
         ("records_in", records_in),
@@ -1327,7 +1352,7 @@ def _customer_keys(
         if mapping.customer_kind != "text" or mapping.pseudonymise == "never":
             continue
         always = mapping.pseudonymise == "always"
-        ids = pc.utf8_trim_whitespace(f.records.column("CustomerID"))
+        ids = pc.utf8_trim(f.records.column("CustomerID"), characters=" ")  # as SQL's trim
         for value in pc.unique(ids).to_pylist():
             if value and (always or not _PLAIN_ID.fullmatch(value)):
                 values.add(value)

@@ -410,6 +410,12 @@ def _build(
     timezone = data.get("ordered_at", {}).get("timezone")
     if timezone is not None and timezone not in _zones():
         raise fail(["ordered_at", "timezone"], f"unknown time zone {timezone!r}")
+    customer = data.get("customer_id", {})
+    if customer.get("kind") == "integer" and customer.get("pseudonymise") == "always":
+        raise fail(
+            ["customer_id", "pseudonymise"],
+            "always keys every id: it needs kind: text (kind: integer keeps whole numbers)",
+        )
     returns = data.get("returns", {})
     refund = returns.get("refund", {})
     if refund.get("quantity") and refund.get("per", "order") != "line":

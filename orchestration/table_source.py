@@ -15,7 +15,7 @@ only a name found there is written into a query, quoted as an identifier.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,17 +65,49 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+Reader = Callable[[list[str], list[str], list[str]], Iterator[pa.RecordBatch]]
+
+
 @dataclass
 class OpenedTable:
-    """What the loader needs of a table: its columns, types, a content fingerprint and
-    a way to stream the chosen columns."""
+    """What the loader needs of a table: its resolved name (the ledger's key, however
+    the user spelt it), columns, types, a content fingerprint, and ``reader(columns,
+    order, fill)`` streaming the chosen columns."""
 
-    ref: TableRef
+    path: str  # table:schema.name as the engine names it
     names: list[str]
     types: dict[str, pa.DataType]
     fingerprint: str
     rows: int
-    reader: Any  # Callable[[list[str]], Iterator[pa.RecordBatch]]
+    reader: Reader
+
+
+def _ordered(
+    columns: list[str],
+    order: list[str],
+    fill: list[str],
+    expression: Callable[[str], str],
+    text: Callable[[str], bool],
+) -> str:
+    """The select list and order of a table read: each column's ``expression``; a
+    column of ``fill`` blank on a line takes its order's value (a table keeps no line
+    order, so "the order's first line" is any line holding it); rows grouped by
+    ``order``, then by every column, so the same content reads in the same order."""
+    parts = []
+    group = expression(order[0])
+    for column in columns:
+        value = expression(column)
+        if column in fill and text(column):
+            value = (
+                f"coalesce(nullif({value}, ''), "
+                f"max(nullif({value}, '')) over (partition by {group}))"
+            )
+        elif column in fill:  # a typed column: blank is null
+            value = f"coalesce({value}, max({value}) over (partition by {group}))"
+        parts.append(value)
+    listed = ", ".join(parts)
+    every = ", ".join(expression(c) for c in columns)
+    return f"select {listed} from @RELATION@ order by {group}, {every}"
 
 
 def open_duckdb(con: Any, ref: TableRef) -> OpenedTable:
@@ -100,13 +132,20 @@ def open_duckdb(con: Any, ref: TableRef) -> OpenedTable:
         f"select count(*), coalesce(sum(hash(t)), 0) from {relation} as t"
     ).fetchall()[0]
 
-    def batches(columns: list[str]) -> Iterator[pa.RecordBatch]:
-        listed = ", ".join(_quote(c) for c in columns)
-        reader = cursor.sql(f"select {listed} from {relation}").to_arrow_reader(_BATCH_ROWS)
-        yield from reader
+    def batches(columns: list[str], order: list[str], fill: list[str]) -> Iterator[pa.RecordBatch]:
+        # Typed columns stay typed (models_py.columnar renders them as text).
+        typed = {c for c in columns if not pa.types.is_string(probe.schema.field(c).type)}
+        query = _ordered(columns, order, fill, _quote, lambda c: c not in typed)
+        query = query.replace("@RELATION@", relation)
+        reader = cursor.sql(query).to_arrow_reader(_BATCH_ROWS)
+        try:
+            yield from reader
+        finally:
+            reader.close()
+            cursor.close()
 
     return OpenedTable(
-        ref,
+        f"{PREFIX}{schema}.{name}",
         list(probe.schema.names),
         {f.name: f.type for f in probe.schema},
         f"table:{rows}:{total}",
@@ -118,7 +157,7 @@ def open_duckdb(con: Any, ref: TableRef) -> OpenedTable:
 def open_postgres(con: Any, ref: TableRef, timezone: str | None) -> OpenedTable:
     """The table in a PostgreSQL warehouse, streamed through a server-side cursor on
     the load's connection; values come as text (timestamps as ``YYYY-MM-DD HH:MM:SS``,
-    an instant in the mapping's time zone)."""
+    an instant in the mapping's time zone, bound)."""
     from psycopg import sql
 
     schema, name = ref.qualified("public")
@@ -152,29 +191,31 @@ def open_postgres(con: Any, ref: TableRef, timezone: str | None) -> OpenedTable:
         temporal = kind.startswith("timestamp") or kind == "date"
         types[column] = pa.timestamp("s") if temporal else pa.string()
 
-    def text(column: str) -> sql.Composable:
+    def text(column: str) -> str:
+        """The column as text, in SQL (identifiers quoted by psycopg; the zone is the
+        query's one parameter, %(zone)s)."""
         kind = kinds[column]
-        ident = sql.Identifier(column)
+        ident = sql.Identifier(column).as_string(con)
         if kind == "timestamp with time zone":
-            return sql.SQL("to_char({} at time zone {}, {})").format(
-                ident, sql.Literal(timezone or "UTC"), sql.Literal(_ISO_SQL)
-            )
+            return f"to_char({ident} at time zone %(zone)s, '{_ISO_SQL}')"
         if kind.startswith("timestamp") or kind == "date":
-            return sql.SQL("to_char({}, {})").format(ident, sql.Literal(_ISO_SQL))
+            return f"to_char({ident}, '{_ISO_SQL}')"
         if kind == "numeric":  # 2.500000 of a numeric(12, 6) is 2.5
-            return sql.SQL("trim_scale({})::text").format(ident)
-        return sql.SQL("{}::text").format(ident)
+            return f"trim_scale({ident})::text"
+        return f"{ident}::text"
 
-    def batches(columns: list[str]) -> Iterator[pa.RecordBatch]:
-        query = sql.SQL("select {} from {}").format(
-            sql.SQL(", ").join(text(c) for c in columns), relation
-        )
+    def batches(columns: list[str], order: list[str], fill: list[str]) -> Iterator[pa.RecordBatch]:
+        query = _ordered(columns, order, fill, text, lambda _: True)
+        query = query.replace("@RELATION@", relation.as_string(con))
         with con.cursor(name="insiders_table_source") as cursor:
-            cursor.execute(query)
+            cursor.execute(query.encode(), {"zone": timezone or "UTC"})
             while chunk := cursor.fetchmany(_BATCH_ROWS):
                 yield pa.RecordBatch.from_arrays(
                     [pa.array(list(col), pa.string()) for col in zip(*chunk, strict=True)],
                     names=columns,
                 )
 
-    return OpenedTable(ref, [c for c, _ in found], types, f"table:{rows}:{total}", rows, batches)
+    return OpenedTable(
+        f"{PREFIX}{schema}.{name}", [c for c, _ in found], types, f"table:{rows}:{total}", rows,
+        batches,
+    )  # fmt: skip

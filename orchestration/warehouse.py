@@ -438,6 +438,8 @@ def _probe(item: Path, mapping: Mapping | None = None) -> _Job | TransactionFile
 # Its footer's uncompressed size is no measure: dictionary-encoded text is tiny there
 # (34 MB of Parquet at 10x the real data said 80 MB, and batches of it peaked at 2.1 GB).
 _PARQUET_ROW_BYTES = 100
+# CSV text rarely packs more than this (the real data: 5.8); see _text_bytes.
+_GZIP_RATIO = 10
 
 
 def _text_bytes(path: Path, parquet: bool) -> int | None:
@@ -454,14 +456,16 @@ def _text_bytes(path: Path, parquet: bool) -> int | None:
                 return None
             handle.seek(-4, os.SEEK_END)
             unpacked = int.from_bytes(handle.read(4), "little")
-            return max(unpacked, path.stat().st_size)
+            # The trailer is the last member's size (a file of concatenated members says
+            # less than it holds): at least _GZIP_RATIO times the compressed size.
+            return max(unpacked, path.stat().st_size * _GZIP_RATIO)
     except (OSError, pa.ArrowException):
         return None
 
 
 def _table_splitter(table: table_source.OpenedTable, mapping: Mapping | None) -> ColumnarSplitter:
     return ColumnarSplitter(
-        table.ref.path,
+        table.path,
         table.fingerprint,
         table.names,
         table.reader,
@@ -479,7 +483,7 @@ def _probe_table(
         opened = sink.open_table(ref, mapping)
     except TransactionFileError as exc:
         return exc
-    job = _Job(Path(), ref.path, opened.fingerprint, 0, None, mapping, table=opened)
+    job = _Job(Path(), opened.path, opened.fingerprint, 0, None, mapping, table=opened)
     try:
         header = _table_splitter(opened, mapping).header()
     except TransactionFileError as exc:
@@ -949,7 +953,9 @@ def _insert(
             f"""
             select CustomerID as customer_key, min(customer_ref) as customer_ref,
                 min(source_file) as first_source_file
-            from {STAGED_TABLE} where customer_ref is not null group by CustomerID
+            from {STAGED_TABLE}
+            where customer_ref is not null and reason is null
+            group by CustomerID
             """
         ).to_arrow_reader()
         try:
