@@ -22,6 +22,7 @@ a file's first records choose among them, as before there were mappings.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import zoneinfo
 from collections.abc import Iterable, Sequence
@@ -202,9 +203,7 @@ class Mapping:
 
     def with_layout(self, layout: str) -> Mapping:
         """This mapping with the dates of one of its ``layouts`` (chosen by a file)."""
-        return Mapping(
-            **{**self.__dict__, "name": layout, "date_formats": self.layouts[layout], "layouts": {}}
-        )
+        return dataclasses.replace(self, name=layout, date_formats=self.layouts[layout], layouts={})
 
 
 # --- reading a mapping file -------------------------------------------------------------
@@ -503,13 +502,11 @@ PRESETS: tuple[str, ...] = tuple(_preset_files())
 def online_retail() -> Mapping:
     """The Online Retail header, its layout left to the file's dates."""
     base = preset("uci")
-    return Mapping(
-        **{
-            **base.__dict__,
-            "name": "online-retail",
-            "date_formats": (),
-            "layouts": {name: preset(name).date_formats for name in ONLINE_RETAIL},
-        }
+    return dataclasses.replace(
+        base,
+        name="online-retail",
+        date_formats=(),
+        layouts={name: preset(name).date_formats for name in ONLINE_RETAIL},
     )
 
 
@@ -551,11 +548,6 @@ def detect(header: Sequence[str]) -> list[Mapping]:
         if wanted <= names:
             found.append(mapping)
     return found
-
-
-def presets_described() -> str:
-    """The presets, for messages: ``uci, kaggle, daily, shopify, woocommerce``."""
-    return ", ".join(PRESETS)
 
 
 _EMAIL = re.compile(r"[^\s@,;:<>\"']+@[^\s@,;:<>\"']+")

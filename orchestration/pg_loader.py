@@ -40,6 +40,9 @@ from orchestration.warehouse import FILE_COLUMNS
 if TYPE_CHECKING:
     import psycopg
 
+    from models_py.mapping import Mapping
+    from orchestration.table_source import OpenedTable, TableRef
+
 # The tables of schema raw (PostgreSQL types for RAW_DDL's DuckDB ones), each created
 # only when missing: a loader role needs no CREATE privilege once they exist.
 RAW_TABLES: dict[str, str] = {
@@ -161,7 +164,7 @@ class PgSink:
             for source, sha, synthetic, fingerprint in rows
         }
 
-    def open_table(self, ref: Any, mapping: Any) -> Any:
+    def open_table(self, ref: TableRef, mapping: Mapping | None) -> OpenedTable:
         from orchestration import table_source
 
         with errors_in_one_line():
@@ -170,10 +173,10 @@ class PgSink:
             )
 
     def pseudonym_secret(self) -> bytes:
-        from orchestration.warehouse import _secret
+        from orchestration.warehouse import pseudonym_secret
 
         with errors_in_one_line():
-            return _secret(self.con, "%s")
+            return pseudonym_secret(self.con, "%s")
 
     def record_identities(self, rows: pa.RecordBatchReader) -> None:
         """Through a temporary table: COPY cannot skip keys already there."""

@@ -722,7 +722,7 @@ class _DuckDBSink:
         }
 
     def pseudonym_secret(self) -> bytes:
-        return _secret(self.con, "?")
+        return pseudonym_secret(self.con, "?")
 
     def open_table(self, ref: TableRef, mapping: Mapping | None) -> table_source.OpenedTable:
         return table_source.open_duckdb(self.con, ref)
@@ -789,7 +789,7 @@ class _DuckDBSink:
             self.con.close()
 
 
-def _secret(con: Any, mark: str) -> bytes:
+def pseudonym_secret(con: Any, mark: str) -> bytes:
     """Read, or make and store, the warehouse's pseudonym key (``mark``: the driver's
     parameter marker). 32 random bytes, kept as hex in ``raw.pseudonym_secret``."""
     import secrets
