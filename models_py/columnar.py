@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 from models_py.ingest import (
     _EMPTY_REJECTED,
     _SNIFF_ROWS,
-    FileInfo,
     Header,
     OrderLevel,
     Piece,
+    Splitter,
     TransactionFileError,
     _record_columns,
     check_sample,
@@ -94,7 +94,7 @@ def _decode(value: bytes) -> str:
             return value.decode("latin-1")
 
 
-class ColumnarSplitter:
+class ColumnarSplitter(Splitter):
     """Splits a columnar source into :class:`Piece` s, as ``FileSplitter`` does a CSV
     file: the header is the source's column names, checked against the mapping (or the
     presets) before any piece; typed timestamps make the dates ISO text whatever the
@@ -115,35 +115,23 @@ class ColumnarSplitter:
         self.names = names
         self.batches = batches
         self.types = types
-        self.encoding = encoding
+        self._encoding = encoding
         self.given = mapping
         self.mapping: Mapping | None = None
         self.layout = ""
         self.raw_lines = 0
-        self._fingerprint = ""
         self._done = False
+
+    @property
+    def encoding(self) -> str:
+        return self._encoding  # parquet, table
 
     def header(self) -> Header:
         return resolve_header(self.path, self.names, self.given)
 
-    def info(self, synthetic: bool = False) -> FileInfo:
-        if not self._done or self.mapping is None:
-            raise RuntimeError(f"{self.path}: info() before the pieces were read")
-        return FileInfo(
-            path=self.path,
-            sha256=self.sha256,
-            layout=self.layout,
-            encoding=self.encoding,
-            raw_lines=self.raw_lines,
-            synthetic=synthetic,
-            mapping_fingerprint=self._fingerprint,
-        )
-
     def pieces(self) -> Iterator[Piece]:
         header = self.header()
-        # The mapping as given identifies how the source was read (the loader's probe
-        # says the same), not the ISO dates swapped in below for typed timestamps.
-        self._fingerprint = "" if header.mapping.layouts else mapping_fingerprint(header.mapping)
+        self.fingerprint = mapping_fingerprint(header.mapping)  # before the swap below
         wanted = sorted({pos for positions in header.sources.values() for pos in positions})
         columns = [self.names[pos] for pos in wanted]
         date_column = self.names[header.sources["InvoiceDate"][0]]

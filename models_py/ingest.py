@@ -601,7 +601,7 @@ def settle_mapping(header: Header, dates: list[str | None]) -> Mapping:
 def mapping_fingerprint(mapping: Mapping) -> str:
     """What identifies how a file was read, for the ledger: empty for the Online Retail
     presets (the layout says it), else a hash of every setting of the mapping."""
-    if mapping.name in DATE_FORMATS and mapping.source.startswith("preset "):
+    if mapping.layouts or (mapping.name in DATE_FORMATS and mapping.source.startswith("preset ")):
         return ""
     settings = {k: v for k, v in dataclasses.asdict(mapping).items() if k != "source"}
     return hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
@@ -738,7 +738,40 @@ def redacts(mapping: Mapping) -> bool:
     return mapping.pseudonymise != "never"
 
 
-class FileSplitter:
+class Splitter:
+    """What a splitter knows of its source once its pieces are read (:meth:`info`):
+    :class:`FileSplitter` and ``models_py.columnar.ColumnarSplitter`` share it."""
+
+    path: str
+    sha256: str
+    layout: str
+    raw_lines: int
+    mapping: Mapping | None
+    # mapping_fingerprint of the mapping as given or picked from the header (not of
+    # the ISO dates a typed timestamp column swaps in): what the loader's probe says.
+    fingerprint: str = ""
+    _done: bool = False
+
+    @property
+    def encoding(self) -> str:
+        raise NotImplementedError
+
+    def info(self, synthetic: bool = False) -> FileInfo:
+        """What the source held, once the pieces are exhausted."""
+        if not self._done or self.mapping is None:
+            raise RuntimeError(f"{self.path}: info() before the pieces were read")
+        return FileInfo(
+            path=self.path,
+            sha256=self.sha256,
+            layout=self.layout,
+            encoding=self.encoding,
+            raw_lines=self.raw_lines,
+            synthetic=synthetic,
+            mapping_fingerprint=self.fingerprint,
+        )
+
+
+class FileSplitter(Splitter):
     """Splits one CSV file (or gzip-compressed CSV) into :class:`Piece` s of records
     with bounded memory (see :func:`_split_chunks`); the file is checked
     (:func:`read_header`, with ``mapping`` or a preset its header fits) before any piece.
@@ -772,24 +805,11 @@ class FileSplitter:
     def encoding(self) -> str:
         return self._decoder.encoding
 
-    def info(self, synthetic: bool = False) -> FileInfo:
-        """What the file held, once :meth:`pieces` is exhausted."""
-        if not self._done or self.mapping is None:
-            raise RuntimeError(f"{self.path}: info() before the pieces were read")
-        return FileInfo(
-            path=self.path,
-            sha256=self.sha256,
-            layout=self.layout,
-            encoding=self.encoding,
-            raw_lines=self.raw_lines,
-            synthetic=synthetic,
-            mapping_fingerprint=mapping_fingerprint(self.mapping),
-        )
-
     def pieces(self) -> Iterator[Piece]:
         """The records, in order; raises :class:`TransactionFileError` for a file that
         is no transaction file (before any piece) or that cannot be read."""
         header = read_header(self.file, self.given)
+        self.fingerprint = mapping_fingerprint(header.mapping)
         split = _split_chunks(self.file, header, self.chunk_bytes, self._decoder)
         first = next(split, None)
         if first is None:  # nothing after the header... or not even a line: read_header

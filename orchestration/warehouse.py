@@ -427,7 +427,7 @@ def _probe(item: Path, mapping: Mapping | None = None) -> _Job | TransactionFile
             header = read_header(item, mapping)
     except TransactionFileError as exc:
         return _Job(item, display_path(item), sha, size, exc, mapping, parquet=parquet)
-    fingerprint = "" if header.mapping.layouts else mapping_fingerprint(header.mapping)
+    fingerprint = mapping_fingerprint(header.mapping)
     return _Job(
         item, display_path(item), sha, size, None, mapping, fingerprint, parquet,
         text_bytes=_text_bytes(item, parquet),
@@ -488,8 +488,7 @@ def _probe_table(
         header = _table_splitter(opened, mapping).header()
     except TransactionFileError as exc:
         return dataclasses.replace(job, problem=exc)
-    fingerprint = "" if header.mapping.layouts else mapping_fingerprint(header.mapping)
-    return dataclasses.replace(job, fingerprint=fingerprint)
+    return dataclasses.replace(job, fingerprint=mapping_fingerprint(header.mapping))
 
 
 def _split_whole(job: _Job) -> tuple[FileInfo, list[Piece]] | TransactionFileError:
