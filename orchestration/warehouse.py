@@ -446,8 +446,8 @@ def _text_bytes(path: Path, parquet: bool) -> int | None:
     """About the bytes of text a compressed file holds once unpacked, None for plain
     text: a batch of files is measured in these (counted by file size, 34 MB of
     Parquet holding 466 MB of text made one batch that peaked at 1.1 GB). Parquet: its
-    rows times :data:`_PARQUET_ROW_BYTES`; gzip: its last 4 bytes (the size modulo
-    4 GiB, so at least the compressed size is taken)."""
+    rows times :data:`_PARQUET_ROW_BYTES`; gzip: its last 4 bytes (the last member's
+    size modulo 4 GiB), at least :data:`_GZIP_RATIO` times the compressed size."""
     try:
         if parquet:
             return pq.ParquetFile(path).metadata.num_rows * _PARQUET_ROW_BYTES
