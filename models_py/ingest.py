@@ -105,17 +105,23 @@ EXTRA_COLUMNS: tuple[str, ...] = (
 )
 RECORD_COLUMNS: tuple[str, ...] = COLUMNS + EXTRA_COLUMNS
 
-# Layout name -> (DuckDB strptime format of InvoiceDate, a regex a value must match,
-# what a reader should be told the format looks like).
-DATE_FORMATS: dict[str, tuple[str, re.Pattern[str], str]] = {
-    "daily": (
-        "%Y-%m-%d %H:%M:%S",
-        re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"),
-        "YYYY-MM-DD HH:MM:SS",
-    ),
-    "uci": ("%m/%d/%Y %H:%M", re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}"), "M/D/YYYY H:MM"),
-    "kaggle": ("%d-%b-%y", re.compile(r"\d{1,2}-[A-Za-z]{3}-\d{2}"), "DD-Mon-YY"),
+# Online Retail layout name -> (a regex its InvoiceDate values match, what a reader
+# should be told the format looks like). Its strptime format is its preset's
+# (models_py/presets/<name>.yml).
+DATE_FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
+    "daily": (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"), "YYYY-MM-DD HH:MM:SS"),
+    "uci": (re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}"), "M/D/YYYY H:MM"),
+    "kaggle": (re.compile(r"\d{1,2}-[A-Za-z]{3}-\d{2}"), "DD-Mon-YY"),
 }
+
+
+def _online_retail_preset(mapping: Mapping) -> bool:
+    """Whether ``mapping`` is one of the Online Retail presets (or their family, whose
+    layout a file's dates choose), not a store's mapping of the same name."""
+    return bool(mapping.layouts) or (
+        mapping.name in DATE_FORMATS and mapping.source.startswith("preset ")
+    )
+
 
 _SNIFF_ROWS = 100
 # The csv module refuses a field over 128 KiB by default, and _split_exact would then
@@ -461,7 +467,7 @@ def _detect_layout(dates: Iterable[str], trailing_empty: int) -> str:
     """Pick the date layout that most of the first rows follow."""
     votes = dict.fromkeys(DATE_FORMATS, 0)
     for value in dates:
-        for name, (_, pattern, _) in DATE_FORMATS.items():
+        for name, (pattern, _) in DATE_FORMATS.items():
             if pattern.fullmatch(value.strip()):
                 votes[name] += 1
     best = max(votes, key=lambda k: votes[k])
@@ -601,7 +607,7 @@ def settle_mapping(header: Header, dates: list[str | None]) -> Mapping:
 def mapping_fingerprint(mapping: Mapping) -> str:
     """What identifies how a file was read, for the ledger: empty for the Online Retail
     presets (the layout says it), else a hash of every setting of the mapping."""
-    if mapping.layouts or (mapping.name in DATE_FORMATS and mapping.source.startswith("preset ")):
+    if _online_retail_preset(mapping):
         return ""
     settings = {k: v for k, v in dataclasses.asdict(mapping).items() if k != "source"}
     return hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
@@ -1178,14 +1184,13 @@ def _settings(staged: Staged) -> tuple[Mapping, dict[str, str]]:
         mapping = online_retail().with_layout(staged.layout)
     labels = dict(getattr(staged, "labels", None) or {})
     if mapping.header == "exact" or not labels:  # the Online Retail names, as ever
-        labels = {c: c for c in RECORD_COLUMNS if c not in EXTRA_COLUMNS}
+        labels = {c: c for c in COLUMNS}
     return mapping, labels
 
 
 def _date_hint(mapping: Mapping) -> str:
-    legacy = DATE_FORMATS.get(mapping.name)
-    if legacy and mapping.date_formats == (legacy[0],):
-        return legacy[2]
+    if mapping.name in DATE_FORMATS and _online_retail_preset(mapping):
+        return DATE_FORMATS[mapping.name][1]
     return " or ".join(mapping.date_formats)
 
 
@@ -1201,18 +1206,19 @@ def customer_key(secret: bytes, value: str) -> str:
 
 
 _PLAIN_ID = re.compile(PLAIN_ID)
-_LABELS = (
-    "l_invoice",
-    "l_stock",
-    "l_quantity",
-    "l_date",
-    "l_price",
-    "l_customer",
-    "l_currency",
-    "l_exclude",
-    "l_refund",
-    "l_refund_quantity",
-)
+# The columns of files_in naming a record column as the file calls it, for reasons.
+_LABELS: dict[str, str] = {
+    "l_invoice": "InvoiceNo",
+    "l_stock": "StockCode",
+    "l_quantity": "Quantity",
+    "l_date": "InvoiceDate",
+    "l_price": "UnitPrice",  # LineTotal when the mapping gives line totals
+    "l_customer": "CustomerID",
+    "l_currency": "Currency",
+    "l_exclude": "ExcludeStatus",
+    "l_refund": "RefundAmount",
+    "l_refund_quantity": "RefundQuantity",
+}
 _FILES_SCHEMA = pa.schema(
     [
         ("source_file", pa.string()),
@@ -1241,19 +1247,7 @@ _EMAIL_SQL = "[^\\s@,;:<>\"'']+@[^\\s@,;:<>\"'']+"  # '' is ' in a SQL literal
 def _file_row(path: str, mapping: Mapping, labels: dict[str, str], group: int) -> dict:
     """One file's settings for the typing query (``files_in``): data, never SQL text."""
     from_total = "line_total" in mapping.columns
-    price = "LineTotal" if from_total else "UnitPrice"
-    names = {
-        "l_invoice": "InvoiceNo",
-        "l_stock": "StockCode",
-        "l_quantity": "Quantity",
-        "l_date": "InvoiceDate",
-        "l_price": price,
-        "l_customer": "CustomerID",
-        "l_currency": "Currency",
-        "l_exclude": "ExcludeStatus",
-        "l_refund": "RefundAmount",
-        "l_refund_quantity": "RefundQuantity",
-    }
+    names = {**_LABELS, "l_price": "LineTotal" if from_total else "UnitPrice"}
     return {
         "source_file": path,
         "layout": mapping.name,
