@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from models_py.locations import WAREHOUSE_ENV, resolve_warehouse
 from models_py.mapping import Mapping, resolve_mapping
 from orchestration.postgres import PgWarehouse
-from orchestration.targets import POSTGRES, TARGET_ENV, TARGETS, resolve_target
+from orchestration.spark import SparkWarehouse
+from orchestration.targets import POSTGRES, SPARK, TARGET_ENV, TARGETS, resolve_target
 from orchestration.warehouse import SOURCE_ENV, WarehouseError, check_warehouse, load_files
 
 if TYPE_CHECKING:
@@ -205,6 +206,15 @@ def _load(
                 report = load_files(warehouse, paths, mapping)
             finally:
                 lock.release()
+        elif isinstance(warehouse, SparkWarehouse):  # the ledger is the commit point
+            from orchestration.sessions import lock_anchor
+
+            spark_lock = run_control.WarehouseLock(lock_anchor(warehouse), "insiders load")
+            spark_lock.acquire(wait=wait, notify=notify)
+            try:
+                report = load_files(warehouse, paths, mapping)
+            finally:
+                spark_lock.release()
         else:
             check_warehouse(warehouse)
             with run_control.writing(warehouse, "insiders load", wait=wait, notify=notify) as work:
@@ -311,7 +321,7 @@ def _run(
     real one), so demo rows can never mix with the store's.
     """
     if source is None and not os.environ.get(SOURCE_ENV) and _nothing_loaded(warehouse):
-        if isinstance(warehouse, PgWarehouse):
+        if isinstance(warehouse, PgWarehouse | SparkWarehouse):
             print(
                 f"insiders: error: nothing is loaded in {warehouse.describe()} and no "
                 "--source given: give --source PATH (the synthetic demo runs on DuckDB)",
@@ -354,6 +364,11 @@ def _nothing_loaded(warehouse: Warehouse) -> bool:
             if not relation_exists(con, "raw.loaded_files"):
                 return True
             return con.execute("select count(*) from raw.loaded_files").fetchone()[0] == 0
+    if isinstance(warehouse, SparkWarehouse):
+        spark = warehouse.session()
+        if not spark.catalog.tableExists("raw.loaded_files"):
+            return True
+        return spark.table("raw.loaded_files").limit(1).count() == 0
     if not warehouse.exists() or warehouse.stat().st_size == 0:
         return True
     con = connect(warehouse, read_only=True)
@@ -389,10 +404,12 @@ def run_job(
 
     if not wait:  # one line at once, before Dagster starts and logs the same as an error
         try:
+            from orchestration.sessions import lock_anchor
+
             probe = (
                 PgWriterLock("a probe")
                 if isinstance(warehouse, PgWarehouse)
-                else run_control.WarehouseLock(warehouse, "a probe")
+                else run_control.WarehouseLock(lock_anchor(warehouse), "a probe")
             )
             probe.acquire(wait=False)
             probe.release()
@@ -468,7 +485,7 @@ def run_job(
     )
     unpublished = (
         None
-        if isinstance(warehouse, PgWarehouse)
+        if isinstance(warehouse, PgWarehouse | SparkWarehouse)
         else run_control.failed_copy(warehouse, result.run_id)
     )
     if (
@@ -498,11 +515,15 @@ def _path(warehouse: Warehouse) -> str:
     path whose folder is the local files' folder (``WarehouseResource.anchor``)."""
     if isinstance(warehouse, PgWarehouse):
         return str(warehouse.local.parent.parent / "insiders_warehouse.duckdb")
+    if isinstance(warehouse, SparkWarehouse):
+        return str(warehouse.local.parent / "insiders_warehouse.duckdb")
     return str(warehouse)
 
 
 def _target(warehouse: Warehouse) -> str:
-    return POSTGRES if isinstance(warehouse, PgWarehouse) else "duckdb"
+    from orchestration.sessions import target_name
+
+    return target_name(warehouse)
 
 
 def _failures(events: Sequence) -> list[str]:
@@ -640,6 +661,10 @@ def main(argv: list[str] | None = None) -> int:
             warehouse = PgWarehouse(local_folder(path))
             if args.command in ("load", "build", "run", "reader-role"):
                 warehouse.connect().close()  # one line if the server cannot be used
+        elif target == SPARK:
+            from orchestration.spark import local_folder as spark_folder
+
+            warehouse = SparkWarehouse(spark_folder(path))
         elif args.command in ("load", "build", "run"):
             check_warehouse(path)
         mapping = resolve_mapping(getattr(args, "mapping", None))

@@ -215,12 +215,16 @@ def run_manifest(warehouse: Warehouse, variables: dict[str, object], target: Pat
 def _where(warehouse: Warehouse) -> str:
     """The warehouse as the manifest cache's key: the file, or the database."""
     from orchestration.postgres import PgWarehouse
+    from orchestration.spark import SparkWarehouse
 
-    return warehouse.describe() if isinstance(warehouse, PgWarehouse) else str(warehouse)
+    if isinstance(warehouse, PgWarehouse | SparkWarehouse):
+        return warehouse.describe()
+    return str(warehouse)
 
 
 def _target_args(warehouse: Warehouse) -> list[str]:
-    """``--target`` of the profile's output for ``warehouse`` (duckdb or postgres)."""
+    """``--target`` of the profile's output for ``warehouse`` (duckdb, postgres or
+    spark)."""
     from orchestration.sessions import target_name
 
     return ["--target", target_name(warehouse)]
@@ -229,21 +233,34 @@ def _target_args(warehouse: Warehouse) -> list[str]:
 @contextmanager
 def _warehouse_env(warehouse: Warehouse) -> Iterator[None]:
     """The profile reads the DuckDB file from ``INSIDERS_WAREHOUSE`` (PostgreSQL's
-    connection from the ``PG*`` variables): set it for one call."""
+    connection from the ``PG*`` variables; Spark's tables and metastore from
+    ``INSIDERS_SPARK_WAREHOUSE`` and ``INSIDERS_SPARK_METASTORE``): set them for one
+    call. On Spark the process's session is started first, with the warehouse's
+    settings, so that dbt-spark's ``session`` method joins it."""
+    from orchestration import spark
     from orchestration.postgres import PgWarehouse
 
     if isinstance(warehouse, PgWarehouse):
         yield
         return
-    previous = os.environ.get(WAREHOUSE_ENV)
-    os.environ[WAREHOUSE_ENV] = str(warehouse)
+    if isinstance(warehouse, spark.SparkWarehouse):
+        settings = {
+            spark.WAREHOUSE_DIR_ENV: warehouse.tables,
+            spark.METASTORE_ENV: str(warehouse.metastore),
+        }
+        spark.session(warehouse)
+    else:
+        settings = {WAREHOUSE_ENV: str(warehouse)}
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(WAREHOUSE_ENV, None)
-        else:
-            os.environ[WAREHOUSE_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @dataclass
@@ -352,14 +369,14 @@ def run_dbt(
     """Invoke dbt in this process (tests, tools); True when every node and test passed."""
     from orchestration.postgres import PgWarehouse, PgWriterLock
     from orchestration.run_control import WarehouseLock
-    from orchestration.sessions import prepare_warehouse
+    from orchestration.sessions import lock_anchor, prepare_warehouse
 
     # A writer like any other: hold the warehouse lock, so a run cannot publish its copy
     # over what this build writes (a dbt started by hand does not know the lock).
     lock: Any = (
         PgWriterLock("dbt in process")
         if isinstance(warehouse, PgWarehouse)
-        else WarehouseLock(warehouse, "dbt in process")
+        else WarehouseLock(lock_anchor(warehouse), "dbt in process")
     )
     with lock:
         prepare_warehouse(warehouse)  # the raw and ml source tables exist before dbt reads

@@ -375,6 +375,17 @@ def recent_model_names(con: duckdb.DuckDBPyConnection, runs: int) -> list[str]:
 
 def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite) -> None:
     """Replace the current run's tables and append to the history, in one transaction."""
+    replaced, appended = segmentation_frames(write)
+    write_tables(con, replace=replaced, append=appended)
+
+
+def segmentation_frames(
+    write: SegmentationWrite, customers: int | None = None, insiders: int | None = None
+) -> tuple[dict[str, pd.DataFrame | None], dict[str, pd.DataFrame]]:
+    """One run's rows, shaped as the ``ml`` tables: (tables replaced whole, rows
+    appended to the history). ``customers`` and ``insiders`` count the run's labels
+    when ``write.labels`` holds only some of them (Spark labels the rest where they
+    are: ``orchestration.spark_segmentation``)."""
     stamp = {"run_id": write.run_id, "as_of": write.as_of}
     labels = write.labels.assign(model=write.model, **stamp)
     # Current-run tables: replaced whole. None means "this run has none: keep the old".
@@ -408,17 +419,13 @@ def write_segmentation(con: duckdb.DuckDBPyConnection, write: SegmentationWrite)
                 "config": json.dumps(write.config, default=str),
                 "chosen": json.dumps(write.chosen, default=str),
                 "stability_ari": write.stability_ari,
-                "customers": len(labels),
-                "insiders": int(labels["is_insider"].sum()),
+                "customers": len(labels) if customers is None else customers,
+                "insiders": int(labels["is_insider"].sum()) if insiders is None else insiders,
                 "model_sha256": write.model_sha256,
             }
         ]
     )
-    write_tables(
-        con,
-        replace=replaced,
-        append={"cluster_centroids": centroids, "segmentation_runs": run_row},
-    )
+    return replaced, {"cluster_centroids": centroids, "segmentation_runs": run_row}
 
 
 def check_columns(table: str, frame: pd.DataFrame) -> list[str]:

@@ -15,7 +15,9 @@ from models_py.locations import resolve_bi_dir
 from orchestration import run_control
 from orchestration.postgres import PgWarehouse, PgWriterLock, local_folder
 from orchestration.sessions import Warehouse, open_warehouse, prepare_warehouse
-from orchestration.targets import DUCKDB, POSTGRES, check_target
+from orchestration.spark import SparkWarehouse, stop_session
+from orchestration.spark import local_folder as spark_folder
+from orchestration.targets import DUCKDB, POSTGRES, SPARK, check_target
 from orchestration.warehouse import check_warehouse
 
 
@@ -36,6 +38,12 @@ class WarehouseResource(ConfigurableResource):
     steps write their ``ml`` tables in one transaction each, so readers always see
     whole tables. ``wait``: a run that finds the warehouse busy waits for it (False:
     fails at once, naming the holder).
+
+    On Spark the catalog's tables live where ``orchestration.spark`` says and the local
+    files in ``spark/`` beside ``path``. A run holds a lock file there, starts the
+    process's Spark session once (dbt joins it) and stops it at the end. Each ``ml``
+    table is switched to its new version in one metastore operation; what readers use
+    whole is the BI snapshot, published when every step succeeded.
     """
 
     path: str
@@ -52,17 +60,23 @@ class WarehouseResource(ConfigurableResource):
         return check_target(self.target) == POSTGRES
 
     @property
+    def is_spark(self) -> bool:
+        return check_target(self.target) == SPARK
+
+    @property
     def anchor(self) -> Warehouse:
         """The warehouse as a place: its ``parent`` folder holds the local files."""
         if self.is_postgres:
             return PgWarehouse(local_folder(Path(self.path)))
+        if self.is_spark:
+            return SparkWarehouse(spark_folder(Path(self.path)))
         return Path(self.path)
 
     @property
     def file(self) -> Warehouse:
         """What steps read and write: the run's work copy during a DuckDB run, the
-        database on PostgreSQL."""
-        if self.is_postgres:
+        database on PostgreSQL, the catalog on Spark."""
+        if self.is_postgres or self.is_spark:
             return self.anchor
         return self._work or Path(self.path)
 
@@ -80,8 +94,8 @@ class WarehouseResource(ConfigurableResource):
         run_id, instance = _run_id(context), context.instance
         if not run_id:  # built outside a run (a test, a script): use the file itself
             return
-        if self.is_postgres:
-            self._setup_postgres(context, run_id)
+        if self.is_postgres or self.is_spark:
+            self._setup_server(context, run_id)
             return
         warehouse = Path(self.path)
         check_warehouse(warehouse)  # one line for a path that is no DuckDB database
@@ -101,9 +115,10 @@ class WarehouseResource(ConfigurableResource):
             self._release()
             raise
 
-    def _setup_postgres(self, context: InitResourceContext, run_id: str) -> None:
-        """A run on PostgreSQL: the local run lock (dead runs), then the database's
-        writer lock; no work copy (see the class docstring)."""
+    def _setup_server(self, context: InitResourceContext, run_id: str) -> None:
+        """A run on PostgreSQL or Spark: the local run lock (dead runs), then the
+        database's writer lock (Spark: a lock file beside its local files) and, on
+        Spark, the session; no work copy (see the class docstring)."""
         anchor = self.anchor
         anchor.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -115,6 +130,13 @@ class WarehouseResource(ConfigurableResource):
                 instance.add_run_tags(run_id, tag)
                 for dead in run_control.fail_dead_runs(instance, exclude=run_id):
                     _log(context, f"run {dead} had no process any more: marked failed")
+            if self.is_spark:
+                self._lock = run_control.WarehouseLock(
+                    anchor.parent / "database", f"Dagster run {run_id}"
+                )
+                self._lock.acquire(wait=self.wait, notify=lambda line: _log(context, line))
+                anchor.session()  # once per run: dbt and every step join it
+                return
             self._pg_lock = PgWriterLock(f"Dagster run {run_id}")
             self._pg_lock.acquire(wait=self.wait, notify=lambda line: _log(context, line))
         except BaseException:
@@ -154,6 +176,8 @@ class WarehouseResource(ConfigurableResource):
 
     def _release(self) -> None:
         self._work = None
+        if self.is_spark:
+            stop_session()
         if self._pg_lock is not None:
             self._pg_lock.release()
             self._pg_lock = None

@@ -32,6 +32,7 @@ from orchestration.ml_tables import (
     write_segmentation,
 )
 from orchestration.sessions import Warehouse, open_warehouse
+from orchestration.spark import SparkWarehouse
 
 if TYPE_CHECKING:
     from models_py.clustering import Segmentation
@@ -97,6 +98,10 @@ def run_segmentation(
     """
     from models_py.clustering import embedding_png, segment  # scikit-learn: this step's
 
+    if isinstance(warehouse, SparkWarehouse):
+        from orchestration.spark_segmentation import run_segmentation_on_spark
+
+        return run_segmentation_on_spark(warehouse, config, run_id, log, as_of, models)
     clustering = config.clustering_config()  # a bad setting fails before any reading
     if config.keep_models < 1:
         raise ValueError(f"keep_models must be at least 1, got {config.keep_models}")
@@ -185,6 +190,11 @@ def _why_no_customers(con: duckdb.DuckDBPyConnection, as_of: date | None, built:
         rows, first = con.execute(
             "select count(*), cast(min(InvoiceDate) as date) from raw.transactions"
         ).fetchone()
+    return why_no_customers(rows, first, as_of, built)
+
+
+def why_no_customers(rows: int, first: date | None, as_of: date | None, built: bool) -> str:
+    """Why there is no customer, from the lines loaded and the first invoice's date."""
     if not rows:
         return "no transactions loaded: run `insiders load PATH` first"
     if not built:

@@ -3,8 +3,11 @@
 A step gets a DuckDB connection: on DuckDB the warehouse file itself (during a run, its
 work copy); on PostgreSQL an in-memory DuckDB holding copies of what the step reads and
 of the ``ml`` schema, whose changed ``ml`` tables go back to PostgreSQL in one
-transaction when the step's block ends (``orchestration.pg_mirror``). So the steps'
-SQL is written once.
+transaction when the step's block ends (``orchestration.pg_mirror``); on Spark the same,
+the changed ``ml`` tables written by Spark as new versions and switched in
+(``orchestration.spark_mirror``). So the steps' SQL is written once. The steps whose
+inputs grow with the customers (the clustering) have a Spark path of their own that
+keeps the customers where they are (``orchestration.spark_segmentation``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import duckdb
 
 from orchestration.ml_tables import ensure_ml_tables
 from orchestration.postgres import PgWarehouse
+from orchestration.spark import SparkWarehouse
 from orchestration.warehouse import connect
 
-# A warehouse as the steps receive it: a DuckDB file, or the PostgreSQL database.
-Warehouse = Path | PgWarehouse
+# A warehouse as the steps receive it: a DuckDB file, the PostgreSQL database, or a
+# Spark catalog.
+Warehouse = Path | PgWarehouse | SparkWarehouse
 
 
 @contextmanager
@@ -38,6 +43,12 @@ def open_warehouse(
         from orchestration.pg_mirror import mirror
 
         with mirror(warehouse, reads, write) as con:
+            yield con
+        return
+    if isinstance(warehouse, SparkWarehouse):
+        from orchestration.spark_mirror import mirror as spark_mirror
+
+        with spark_mirror(warehouse, reads, write) as con:
             yield con
         return
     con = connect(warehouse)
@@ -67,6 +78,14 @@ def prepare_warehouse(warehouse: Warehouse) -> None:
             ensure_raw_tables(con)
             ensure_ml_tables(con, postgres=True)
         return
+    if isinstance(warehouse, SparkWarehouse):
+        from orchestration.spark_loader import ensure_raw_tables
+        from orchestration.spark_ml import ensure_ml_tables as ensure_spark_ml_tables
+
+        spark = warehouse.session()
+        ensure_raw_tables(spark)
+        ensure_spark_ml_tables(spark, warehouse)
+        return
     con = connect(warehouse)
     try:
         ensure_ml_tables(con)
@@ -76,4 +95,14 @@ def prepare_warehouse(warehouse: Warehouse) -> None:
 
 def target_name(warehouse: Warehouse) -> str:
     """The dbt output of ``profiles/profiles.yml`` that builds ``warehouse``."""
-    return "postgres" if isinstance(warehouse, PgWarehouse) else "duckdb"
+    if isinstance(warehouse, PgWarehouse):
+        return "postgres"
+    return "spark" if isinstance(warehouse, SparkWarehouse) else "duckdb"
+
+
+def lock_anchor(warehouse: Warehouse) -> Path:
+    """The path whose lock file guards ``warehouse`` against a second writer: the DuckDB
+    file itself, or a name in the local folder of a server's or Spark's warehouse."""
+    if isinstance(warehouse, PgWarehouse | SparkWarehouse):
+        return warehouse.parent / "database"
+    return warehouse

@@ -1,5 +1,6 @@
-"""Which engine the warehouse lives in: ``duckdb`` (the embedded default) or
-``postgres`` (a server shared by a team and its BI tools).
+"""Which engine the warehouse lives in: ``duckdb`` (the embedded default),
+``postgres`` (a server shared by a team and its BI tools) or ``spark`` (a local Spark
+session, or a cluster, for data that does not fit one machine).
 
 Chosen by ``--target`` on every ``insiders`` command, else ``$INSIDERS_TARGET``, else
 DuckDB; ``profiles/profiles.yml`` reads the same variable for a dbt started by hand.
@@ -13,7 +14,8 @@ import os
 TARGET_ENV = "INSIDERS_TARGET"
 DUCKDB = "duckdb"
 POSTGRES = "postgres"
-TARGETS: tuple[str, ...] = (DUCKDB, POSTGRES)
+SPARK = "spark"
+TARGETS: tuple[str, ...] = (DUCKDB, POSTGRES, SPARK)
 
 
 class TargetError(ValueError):

@@ -70,6 +70,7 @@ from orchestration.table_source import TableRef
 
 if TYPE_CHECKING:
     from orchestration.postgres import PgWarehouse
+    from orchestration.spark import SparkWarehouse
 
 SOURCE_ENV = "INSIDERS_SOURCE"  # default source of `insiders run` and the sensor
 _WORKERS = min(4, os.cpu_count() or 1)
@@ -519,7 +520,7 @@ _NOT_BESIDE_REAL = "synthetic demo data: not loaded into a warehouse that holds 
 
 
 def load_files(
-    warehouse: Path | PgWarehouse,
+    warehouse: Path | PgWarehouse | SparkWarehouse,
     paths: Sequence[str | os.PathLike[str]],
     mapping: Mapping | None = None,
 ) -> LoadReport:
@@ -542,6 +543,12 @@ def load_files(
     each file is read with the preset its header fits. A file loaded before is loaded
     again when it is read with another mapping.
     """
+    from orchestration.spark import SparkWarehouse
+
+    if isinstance(warehouse, SparkWarehouse):
+        from orchestration.spark_loader import load_files as load_on_spark
+
+        return load_on_spark(warehouse, paths, mapping)
     report = LoadReport()
     sink = _open_sink(warehouse)
     try:

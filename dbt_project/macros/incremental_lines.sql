@@ -15,11 +15,11 @@
     (
         select md5(concat_ws(
             '|',
-            (select string_agg(customer_id, ',' order by {{ binary_text('customer_id') }})
+            (select {{ ordered_string_agg('customer_id', "','", binary_text('customer_id')) }}
                 from {{ ref('excluded_customers') }}),
-            (select string_agg(country, ',' order by {{ binary_text('country') }})
+            (select {{ ordered_string_agg('country', "','", binary_text('country')) }}
                 from {{ ref('excluded_countries') }}),
-            (select string_agg(stock_code, ',' order by {{ binary_text('stock_code') }})
+            (select {{ ordered_string_agg('stock_code', "','", binary_text('stock_code')) }}
                 from {{ ref('excluded_stock_codes') }}),
             '{{ number_var("unit_price_floor", minimum=0) }}',
             '{{ guest_policy() }}'
@@ -52,6 +52,38 @@
 {#- The post-hook: remove rows of files no longer loaded as they were, or classified
     under rules that changed since. -#}
 {% macro delete_stale_lines() -%}
+    {{ return(adapter.dispatch('delete_stale_lines')()) }}
+{%- endmacro %}
+
+{#- Spark: a Parquet table has no DELETE; the table is partitioned by source_file
+    (dbt_project.yml) and an incremental build overwrote the partitions of every file
+    it selected, which includes every file whose load or rules changed (under changed
+    rules, all of them). What remains stale are the partitions of files no longer
+    loaded at all: drop those, one statement each (run here; the hook itself is then
+    empty, which dbt skips). A file's name reaches the statement as a Spark string
+    literal, escaped (\\ and \'), and only names read from the table itself. -#}
+{% macro spark__delete_stale_lines() -%}
+    {#- ref'd outside the execute guard, so dbt sees the dependencies when it parses
+        (those of rules_version too, which the incremental filter uses). -#}
+    {%- set loaded_files = ref('stg_online_retail__loaded_files') -%}
+    {%- set _rules = rules_version() -%}
+    {%- if execute and model.config.materialized == 'incremental' -%}
+        {%- set stale = run_query(
+            "select distinct built.source_file from " ~ this ~ " as built"
+            ~ " left anti join " ~ loaded_files ~ " as loaded"
+            ~ " on loaded.source_file = built.source_file"
+            ~ " and loaded.loaded_at = built.file_loaded_at"
+        ) -%}
+        {%- for row in stale.rows -%}
+            {%- set literal = "'" ~ (row[0] | replace('\\', '\\\\') | replace("'", "\\'")) ~ "'" -%}
+            {%- do run_query(
+                "alter table " ~ this ~ " drop if exists partition (source_file = " ~ literal ~ ")"
+            ) -%}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro default__delete_stale_lines() -%}
     delete from {{ this }}
     where
         rules_version <> {{ rules_version() }}

@@ -7,8 +7,8 @@ cells as (
     select
         r.r_score,
         fm.fm_score
-    from generate_series(1, 5) as r (r_score)
-    cross join generate_series(1, 5) as fm (fm_score)
+    from (values (1), (2), (3), (4), (5)) as r (r_score)
+    cross join (values (1), (2), (3), (4), (5)) as fm (fm_score)
 
 ),
 

@@ -5,6 +5,20 @@
     are written through macros/formatting.sql. -#}
 {%- set grace = number_var('membership_grace_cycles', integer=true, minimum=0) | int %}
 {%- set grace_words = grace ~ ' more re-evaluation' ~ ('' if grace == 1 else 's') %}
+{#- One comparison of evidence's insiders_vs_rest, in words (aggregated below). -#}
+{% set comparison -%}
+    case metric
+        when 'monetary' then 'net revenue (GBP) '
+        when 'frequency' then 'invoices '
+        else metric || ' '
+    end
+    || {{ format_number('insiders_mean', 1) }} || ' against '
+    || {{ format_number('others_mean', 1) }} || ' for the rest ('
+    || {{ format_number('100 * confidence', 0) }} || '% interval of the difference '
+    || {{ format_number('ci_low', 1) }} || ' to '
+    || {{ format_number('ci_high', 1) }} || ', Mann-Whitney '
+    || {{ format_p_value('p_value') }} || ')'
+{%- endset %}
 with
 
 kpis_row as (
@@ -80,10 +94,11 @@ member_profile as (
 member_clusters as (
 
     select
-        string_agg(
-            {{ format_count('insiders_members') }} || ' in ' || cluster_name,
-            ', ' order by insiders_members desc, cluster_id asc
-        ) as spread
+        {{ ordered_string_agg(
+            format_count('insiders_members') ~ " || ' in ' || cluster_name",
+            "', '",
+            'insiders_members desc, cluster_id asc'
+        ) }} as spread
 
     from {{ ref('cluster_profile') }}
     where insiders_members > 0
@@ -196,20 +211,11 @@ chosen_record as (
 in_sample as (
 
     select
-        string_agg(
-            case metric
-                when 'monetary' then 'net revenue (GBP) '
-                when 'frequency' then 'invoices '
-                else metric || ' '
-            end
-            || {{ format_number('insiders_mean', 1) }} || ' against '
-            || {{ format_number('others_mean', 1) }} || ' for the rest ('
-            || {{ format_number('100 * confidence', 0) }} || '% interval of the difference '
-            || {{ format_number('ci_low', 1) }} || ' to '
-            || {{ format_number('ci_high', 1) }} || ', Mann-Whitney '
-            || {{ format_p_value('p_value') }} || ')',
-            '; ' order by metric = 'frequency' asc, {{ binary_text('metric') }} asc
-        ) as comparisons
+        {{ ordered_string_agg(
+            comparison,
+            "'; '",
+            "metric = 'frequency' asc, " ~ binary_text('metric') ~ " asc"
+        ) }} as comparisons
 
     from {{ ref('evidence') }}
     where evidence_kind = 'insiders_vs_rest'
@@ -221,10 +227,12 @@ actions as (
     select
         max(recommended_action) filter (where is_insider) as insiders_action,
         max(cluster_name) filter (where is_insider) as insiders_cluster_name,
-        string_agg(
-            cluster_name || ': ' || recommended_action, '. '
-            order by share_of_revenue desc, cluster_id asc
-        ) filter (where not is_insider) as other_actions
+        {{ ordered_string_agg(
+            "cluster_name || ': ' || recommended_action",
+            "'. '",
+            'share_of_revenue desc, cluster_id asc',
+            where='not is_insider'
+        ) }} as other_actions
 
     from {{ ref('cluster_actions') }}
 
@@ -426,8 +434,8 @@ answered as (
             ),
             'No definition chosen yet (run insiders run).'
         ) as answer,
-        cast(null as double precision) as figure,
-        cast(null as varchar) as figure_unit
+        cast(null as {{ type_double() }}) as figure,
+        cast(null as {{ type_text() }}) as figure_unit
 
     from facts
 
@@ -517,8 +525,8 @@ answered as (
             ),
             'No clusters yet, so no actions (run insiders run).'
         ) as answer,
-        cast(null as double precision) as figure,
-        cast(null as varchar) as figure_unit
+        cast(null as {{ type_double() }}) as figure,
+        cast(null as {{ type_text() }}) as figure_unit
 
     from facts
 
@@ -528,14 +536,16 @@ final as (
 
     select
         cast(answered.question_number as integer) as question_number,
-        cast(answered.question as varchar) as question,
+        cast(answered.question as {{ type_text() }}) as question,
         cast(
             case when facts.is_synthetic then '(synthetic demo data) ' else '' end
-            || ltrim(answered.answer) as varchar
+            || ltrim(answered.answer) as {{ type_text() }}
         ) as answer,
-        cast(answered.figure as double precision) as figure,
-        cast(case when answered.figure is not null then answered.figure_unit end as varchar)
-            as figure_unit,
+        cast(answered.figure as {{ type_double() }}) as figure,
+        cast(
+            case when answered.figure is not null then answered.figure_unit end
+            as {{ type_text() }}
+        ) as figure_unit,
         coalesce(facts.as_of, {{ as_of_date() }}) as as_of,
         coalesce(facts.is_synthetic, false) as is_synthetic
 

@@ -56,7 +56,7 @@ final as (
         avg_basket_size,
         cast(distinct_products as integer) as distinct_products,
         return_rate,
-        cast(purchase_rate as double precision) as purchase_rate
+        cast(purchase_rate as {{ type_double() }}) as purchase_rate
 
     from features
 

@@ -84,8 +84,8 @@ final as (
         cast(frequency as integer) as frequency,
         cast(recency as integer) as recency,
         cast(t as integer) as t,
-        cast(gross_revenue as double precision) as gross_revenue,
-        cast(monetary_value as double precision) as monetary_value
+        cast(gross_revenue as {{ type_double() }}) as gross_revenue,
+        cast(monetary_value as {{ type_double() }}) as monetary_value
 
     from histories
 

@@ -82,8 +82,8 @@ final as (
         scored.customer_id,
         scored.evaluation_date,
         scored.monetary as past_net_revenue,
-        cast(windows.recent_net_revenue as double precision) as recent_net_revenue,
-        cast(scored.monetary as double precision)
+        cast(windows.recent_net_revenue as {{ type_double() }}) as recent_net_revenue,
+        cast(scored.monetary as {{ type_double() }})
         * exp(-{{ ratio('scored.recency_days', recency_weight_days) }})
             as recency_weighted_revenue,
         scored.r_score,
@@ -95,7 +95,7 @@ final as (
         evaluations.horizon_end <= max(evaluations.evaluation_date) over () as has_full_horizon,
         case
             when evaluations.horizon_end <= max(evaluations.evaluation_date) over ()
-                then cast(windows.horizon_net_revenue as double precision)
+                then cast(windows.horizon_net_revenue as {{ type_double() }})
         end as horizon_net_revenue
 
     from scored

@@ -39,9 +39,12 @@ cycles as (
 
     from as_of
     cross join first_purchase
-    cross join generate_series(
-        0, greatest({{ months_between('first_purchase.first_purchase_date', 'as_of.as_of') }}, 0)
-    ) as steps (cycles_before_as_of)
+    {{ join_integer_series(
+        0,
+        'greatest(' ~ months_between('first_purchase.first_purchase_date', 'as_of.as_of') ~ ', 0)',
+        'steps',
+        'cycles_before_as_of'
+    ) }}
 
 ),
 

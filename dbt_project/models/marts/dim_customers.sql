@@ -60,7 +60,7 @@ final as (
         cast(segmented.distinct_products as integer) as distinct_products,
         cast(segmented.returned_items as bigint) as returned_items,
         segmented.return_rate,
-        cast(segmented.purchase_rate as double precision) as purchase_rate,
+        cast(segmented.purchase_rate as {{ type_double() }}) as purchase_rate,
         segmented.r_score,
         segmented.f_score,
         segmented.m_score,

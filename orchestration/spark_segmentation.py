@@ -1,0 +1,229 @@
+"""The clustering step on Spark: fit on a stratified sample, label everyone in place.
+
+On DuckDB the step reads every customer into pandas; a Spark store may have tens of
+millions, so here:
+
+1. **The sample.** At most ``sample_size`` customers (the clustering setting, 20,000 by
+   default) are collected to the driver: all of them when there are no more (then the
+   fit is the DuckDB target's, customer for customer), else a sample stratified by
+   monetary decile (``DataFrame.sampleBy``, seeded), so every band of value, the
+   small top one included, is represented in proportion.
+2. **The fit** is ``models_py.clustering.segment`` on that sample, exactly as on
+   DuckDB: the sweep, the stability, stable cluster ids, names and the Insiders
+   cluster; or a saved model is loaded (``refit: false``).
+3. **Labelling** runs in Spark's tasks: ``mapInPandas`` applies the fitted pipeline
+   (shipped with the function) to each partition of ``marts.dim_customers``, giving
+   every customer's cluster and plot coordinates. Nothing of all customers comes to
+   the driver; the counts it reports are Spark aggregates.
+4. **The write**: every ``ml`` table the run replaces is written by Spark under the
+   run's id and switched in (``orchestration.spark_ml``); the plot and the Dagster
+   metadata are drawn from the sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from models_py.model_store import load_model, models_dir, prune_models, save_model, save_plot
+from orchestration.ml_tables import (
+    SegmentationWrite,
+    latest_model_run,
+    read_previous_centroids,
+    recent_model_names,
+    segmentation_frames,
+)
+from orchestration.spark import SparkWarehouse
+from orchestration.spark_mirror import mirror
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from models_py.clustering import Segmenter
+    from orchestration.segmentation_asset import SegmentationConfig
+
+ID_COLUMN = "customer_id"
+STRATA = 10
+_LABEL_SCHEMA = (
+    "customer_id string, cluster_id int, cluster_name string, is_insider boolean, "
+    "x double, y double"
+)
+
+
+def stratified_sample(customers: DataFrame, size: int, seed: int, total: int) -> pd.DataFrame:
+    """At most about ``size`` customers as pandas, sorted by id: everyone when there are
+    no more, else a seeded sample stratified by monetary decile."""
+    from pyspark.sql import functions as F
+
+    if total <= size:
+        return customers.orderBy(ID_COLUMN).toPandas()
+    edges = customers.approxQuantile("monetary", [i / STRATA for i in range(1, STRATA)], 0.001)
+    stratum = F.lit(0)
+    for edge in edges:
+        stratum = stratum + (F.col("monetary") > F.lit(float(edge))).cast("int")
+    fraction = size / total
+    keyed = customers.withColumn("_stratum", stratum)
+    sample = keyed.sampleBy("_stratum", {i: fraction for i in range(STRATA)}, seed=seed)
+    return sample.drop("_stratum").orderBy(ID_COLUMN).limit(size).toPandas()
+
+
+def label_everyone(customers: DataFrame, segmenter: Segmenter) -> DataFrame:
+    """Every customer's cluster, name, Insiders flag and plot coordinates, computed in
+    Spark's tasks with the fitted ``segmenter`` (pickled with the function)."""
+    from models_py.clustering.labelling import labels_frame
+
+    names, insider = segmenter.cluster_names, segmenter.insider_id
+
+    def label(batches: Any) -> Any:
+        import numpy as np
+
+        for frame in batches:
+            if frame.empty:
+                continue
+            frame = frame.reset_index(drop=True)
+            cluster = np.empty(len(frame), dtype=np.int64)
+            coordinates = np.empty((len(frame), 2), dtype=np.float64)
+            for batch in segmenter.iter_batches(frame, with_coordinates=True):
+                cluster[batch.positions] = segmenter.stable_ids(batch.raw_labels)
+                coordinates[batch.positions] = batch.coordinates
+            out = labels_frame(frame[ID_COLUMN].astype(str), cluster, names, insider)
+            yield out.assign(x=coordinates[:, 0], y=coordinates[:, 1])
+
+    return customers.mapInPandas(label, _LABEL_SCHEMA)
+
+
+def customer_count(spark: SparkSession) -> int | None:
+    """The customers of ``marts.dim_customers``, or None when it does not exist."""
+    if not spark.catalog.tableExists("marts.dim_customers"):
+        return None
+    spark.sql("refresh table marts.dim_customers")
+    return spark.table("marts.dim_customers").count()
+
+
+def raw_summary(spark: SparkSession) -> tuple[int, date | None]:
+    """(lines of raw.transactions, the first invoice's date), by Spark."""
+    if not spark.catalog.tableExists("raw.transactions"):
+        return 0, None
+    row = spark.sql(
+        "select count(*) as n, cast(min(InvoiceDate) as date) as first from raw.transactions"
+    ).collect()[0]
+    return int(row["n"]), row["first"]
+
+
+def run_segmentation_on_spark(
+    warehouse: SparkWarehouse,
+    config: SegmentationConfig,
+    run_id: str,
+    log: logging.Logger | Any,
+    as_of: date | str | None = None,
+    models: Path | None = None,
+) -> dict[str, Any]:
+    """The clustering step on Spark (see the module docstring); Dagster metadata."""
+    from pyspark.sql import functions as F
+
+    from models_py.clustering import embedding_png, segment
+    from orchestration.segmentation_asset import (
+        NoCustomersError,
+        _as_date,
+        _metadata,
+        why_no_customers,
+    )
+    from orchestration.spark_ml import switch_tables, table_frame, write_versions
+
+    clustering = config.clustering_config()
+    if config.keep_models < 1:
+        raise ValueError(f"keep_models must be at least 1, got {config.keep_models}")
+    directory = models or models_dir(warehouse)
+    spark = warehouse.session()
+    total = customer_count(spark)
+    if not total:
+        rows, first = raw_summary(spark)
+        raise NoCustomersError(why_no_customers(rows, first, _as_date(as_of), total is not None))
+    customers = spark.table("marts.dim_customers")
+    sample = stratified_sample(customers, clustering.sample_size, clustering.seed, total)
+    log.info(f"clustering: {len(sample)} of {total} customers sampled to the driver")
+    with mirror(warehouse, per_customer=False) as con:
+        previous = read_previous_centroids(con)
+        saved_run = None if config.refit else latest_model_run(con)
+
+    saved, model_path, sha256 = None, "", None
+    if saved_run is not None and saved_run.model_path:
+        log.info(f"refit: false, scoring with the model of run {saved_run.run_id}")
+        model_path, sha256 = saved_run.model_path, saved_run.model_sha256
+        saved = load_model(directory, model_path, sha256, saved_run.run_id)
+    elif not config.refit:
+        log.warning("refit: false, but no run has recorded a model yet: fitting one")
+    outcome = segment(sample, clustering, previous_centroids=previous, saved=saved)
+    if outcome.refitted:
+        stored = save_model(outcome.segmenter, directory, run_id)
+        model_path, sha256 = stored.name, stored.sha256
+        log.info(f"fitted {outcome.model_name} in {outcome.timings.get('total', 0):.1f} s")
+    as_of_customers = pd.Timestamp(sample["as_of"].max()).date()
+
+    labelled = label_everyone(customers, outcome.segmenter)
+    stamp = [F.lit(as_of_customers).alias("as_of"), F.lit(run_id).alias("run_id")]
+    segments = labelled.select(
+        ID_COLUMN, "cluster_id", "cluster_name", "is_insider", *stamp,
+        F.lit(outcome.model_name).alias("model"),
+    )  # fmt: skip
+    embedding = labelled.select(ID_COLUMN, "x", "y", "cluster_id", *stamp)
+    write = SegmentationWrite(
+        run_id=run_id,
+        as_of=as_of_customers,
+        model=outcome.model_name,
+        model_path=model_path,
+        model_sha256=sha256,
+        refit=outcome.refitted,
+        labels=outcome.labels,
+        candidates=outcome.candidates,
+        embedding=outcome.embedding,
+        centroids=outcome.centroids,
+        config=outcome.config.to_dict(),
+        chosen=outcome.chosen,
+        stability_ari=outcome.stability_ari,
+    )
+    # The labels are written first (a version nobody reads yet), so the run's counts
+    # come from them; every table is switched at the end.
+    written = write_versions(spark, warehouse, {"customer_segments": segments}, run_id)
+    counted = (
+        spark.read.parquet(written["customer_segments"])
+        .agg(F.count("*").alias("n"), F.sum(F.col("is_insider").cast("int")).alias("i"))
+        .collect()[0]
+    )
+    replaced, appended = segmentation_frames(
+        write, customers=int(counted["n"]), insiders=int(counted["i"] or 0)
+    )
+    frames: dict[str, DataFrame] = {"customer_embedding": embedding}
+    selection = replaced["model_selection"]
+    if selection is not None:
+        frames["model_selection"] = _spark_frame(spark, selection, "model_selection")
+    for table, rows in appended.items():
+        frames[table] = table_frame(spark, table).unionByName(_spark_frame(spark, rows, table))
+    # History tables are read and rewritten: materialise before their switch.
+    written.update(write_versions(spark, warehouse, frames, run_id))
+    switch_tables(spark, warehouse, written)
+    with mirror(warehouse, per_customer=False) as con:
+        keep = recent_model_names(con, config.keep_models)
+    plot = embedding_png(outcome.embedding, outcome.labels)
+    plot_path = save_plot(directory, model_path, plot)
+    for removed in prune_models(directory, keep):
+        log.info(f"removed {removed} (not among the last {config.keep_models} runs' models)")
+    metadata = _metadata(outcome, as_of_customers, plot, plot_path)
+    metadata.update(customers=int(counted["n"]), insiders=int(counted["i"] or 0))
+    metadata["sampled_customers"] = len(sample)
+    return metadata
+
+
+def _spark_frame(spark: SparkSession, rows: pd.DataFrame, table: str) -> DataFrame:
+    """A pandas frame of ``ml.<table>`` rows as a Spark DataFrame of the table's types
+    (an explicit schema: a column of nulls has no type to infer)."""
+    from orchestration.ml_tables import ML_COLUMNS, check_columns
+    from orchestration.spark_ml import spark_schema
+
+    columns = check_columns(table, rows)
+    assert columns == list(ML_COLUMNS[table])
+    return spark.createDataFrame(rows[columns], schema=spark_schema(table))
