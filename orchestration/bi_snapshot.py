@@ -23,13 +23,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from models_py.locations import PARQUET_LINK, SCHEMA_VERSION, SNAPSHOT_FILE
+from models_py.locations import DUCKDB_CONFIG, PARQUET_LINK, SCHEMA_VERSION, SNAPSHOT_FILE
 from models_py.published import PUBLISHED_TABLES
 from orchestration.sessions import Warehouse, open_warehouse
 from orchestration.warehouse import path_literal
@@ -69,7 +71,7 @@ def publish_snapshot(warehouse: Warehouse, bi_dir: Path, run_id: str) -> Publish
     rows: dict[str, int] = {}
     try:
         reads = [f"{schema}.{table}" for schema, table in SNAPSHOT_TABLES]
-        with open_warehouse(warehouse, reads=reads) as con:
+        with _source(warehouse, reads, version_dir) as con:
             as_of = con.execute("select max(as_of) from ml.customer_segments").fetchone()[0]
             is_synthetic = _is_synthetic(con)
             con.execute(f"attach {path_literal(partial)} as snapshot")
@@ -118,6 +120,62 @@ def publish_snapshot(warehouse: Warehouse, bi_dir: Path, run_id: str) -> Publish
         rows=rows,
         is_synthetic=is_synthetic,
     )
+
+
+def _source(
+    warehouse: Warehouse, reads: list[str], version_dir: Path
+) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection in which the published relations (and the labels' as-of)
+    can be read: the warehouse's (``open_warehouse``), or on Spark an in-memory DuckDB
+    over the Parquet files Spark's tasks wrote (:func:`_from_spark`)."""
+    from orchestration.spark import SparkWarehouse
+
+    if isinstance(warehouse, SparkWarehouse):
+        return _from_spark(warehouse, reads, version_dir / ".spark")
+    return open_warehouse(warehouse, reads=reads)
+
+
+@contextmanager
+def _from_spark(
+    warehouse: Warehouse, reads: list[str], folder: Path
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Spark writes each published table as Parquet (one file per table, by one task:
+    nothing of it passes through the driver's memory) into ``folder``; DuckDB reads
+    them as views, streaming, into the snapshot; ``folder`` is removed at the end.
+    Spark's ``timestamp`` (an instant) is written as the naive UTC time the other
+    targets publish."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import TimestampType
+
+    spark = warehouse.session()  # type: ignore[union-attr]
+    con = duckdb.connect(config={**DUCKDB_CONFIG, "temp_directory": str(folder / "spill")})
+    try:
+        for relation in reads:
+            spark.sql(f"refresh table {relation}")
+            frame = spark.table(relation)
+            frame = frame.select(
+                *[
+                    F.col(f.name).cast("timestamp_ntz").alias(f.name)
+                    if isinstance(f.dataType, TimestampType)
+                    else F.col(f.name)
+                    for f in frame.schema.fields
+                ]
+            )
+            parts = folder / relation
+            frame.coalesce(1).write.mode("overwrite").parquet(str(parts))
+            schema, _, name = relation.partition(".")
+            con.execute(f"create schema if not exists {schema}")
+            # A view cannot take a parameter: the path is our own folder, quoted.
+            files = path_literal(parts / "*.parquet")
+            con.execute(f"create view {schema}.{name} as select * from read_parquet({files})")
+        spark.sql("refresh table ml.customer_segments")
+        as_of = spark.sql("select max(as_of) as as_of from ml.customer_segments").collect()[0][0]
+        con.execute("create schema if not exists ml")
+        con.execute("create table ml.customer_segments as select ?::date as as_of", [as_of])
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _is_synthetic(con: duckdb.DuckDBPyConnection) -> bool:
