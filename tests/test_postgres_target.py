@@ -54,7 +54,7 @@ def test_unknown_target_in_the_environment_is_one_line(tmp_path, capsys, monkeyp
     assert main(["load", "--warehouse", str(tmp_path / "w.duckdb"), str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "insiders: error: $INSIDERS_TARGET: unknown target 'oracle': one of duckdb, postgres"
+        "insiders: error: $INSIDERS_TARGET: unknown target 'oracle': one of duckdb, postgres, spark"
     ]
 
 
