@@ -3,6 +3,7 @@
     .venv/bin/python bench/scale.py --factors 1,10,30,100 [--json scale.json]
         [--data-root /tmp/insiders-scale] [--code DIR] [--keep] [--echo]
     .venv/bin/python bench/scale.py --target postgres --factors 1,10 [--repeat 2]
+    .venv/bin/python bench/scale.py --target spark --factors 1,10 [--repeat 2]
     .venv/bin/python bench/scale.py --merge a.json b.json   # one table of saved runs
 
 For each factor: the data (``bench/scale_data.py``, generated into
@@ -41,6 +42,20 @@ the PSS of every process of the server (see ``bench/pg_server.py`` for what each
 counts). The table gains those two peaks per stage, and the server's version and
 settings are printed. Without ``--target`` the command and the figures are the DuckDB
 ones, as they always were (``--target duckdb`` passes ``--target duckdb`` on).
+``--target spark`` runs ``insiders run --target spark``: a local Spark session
+(``orchestration/spark.py``: ``local[2]``, 2 GB driver unless ``INSIDERS_SPARK_MASTER``
+/ ``INSIDERS_SPARK_DRIVER_MEMORY`` say otherwise) whose tables and Derby metastore go in
+``spark/`` beside the fresh tmp warehouse path, so every factor starts from an empty
+catalog (``INSIDERS_SPARK_WAREHOUSE``, ``INSIDERS_SPARK_METASTORE`` and
+``INSIDERS_SPARK_REMOTE`` are cleared for the run: they would send it to another
+catalog or a cluster). The JVM is a child of the ``insiders`` process (pyspark starts
+it through ``spark-submit``) and the tasks' Python workers are the JVM's children, so
+the tree's RSS is the whole of Spark's memory: driver heap and off-heap, workers,
+dbt and the Python steps. The Spark settings, pyspark's and Java's versions are
+printed and kept (``server`` in the ``--json`` figures), and a table per factor
+measured on both DuckDB and Spark gives each stage's Spark/DuckDB ratio.
+``--timeout SECONDS`` stops a run that takes longer (its whole tree, the JVM
+included): the stages it finished are kept, the one it was in is named ``stopped``.
 ``--repeat N`` measures each factor N times in a row. The 1-minute load average before
 and after each run is printed and kept: the machine may be shared.
 """
@@ -48,11 +63,13 @@ and after each run is printed and kept: the machine may be shared.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,6 +120,14 @@ CLEARED_ENV = (
     "INSIDERS_BI_DIR",
     "INSIDERS_BI_SNAPSHOT",
     "DAGSTER_HOME",
+)
+# Spark only: variables that would put the run's tables in another catalog (or on a
+# cluster) than the fresh one beside the tmp warehouse. The master, driver memory and
+# shuffle partitions are kept: they are the settings being measured (and printed).
+CLEARED_SPARK_ENV = (
+    "INSIDERS_SPARK_WAREHOUSE",
+    "INSIDERS_SPARK_METASTORE",
+    "INSIDERS_SPARK_REMOTE",
 )
 
 
@@ -185,8 +210,37 @@ class RunFigures:
     server_backends_peak_bytes: int | None = None
     server_pss_peak_bytes: int | None = None
     server_samples: int = 0
+    stopped_after: float | None = None  # --timeout: stopped, its last stage "stopped"
     load_average: list[float] = field(default_factory=list)  # 1-min, before and after
     server: dict[str, str] = field(default_factory=dict)  # the server's settings
+
+
+def tree_pids(root: int) -> list[int]:
+    """``root`` and all its descendants (the JVM and its Python workers on Spark)."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:  # gone since the listing
+            continue
+        parents[int(entry.name)] = int(stat[stat.rfind(b")") + 2 :].split()[1])
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return found
+
+
+def stop_pids(pids: list[int], sig: int) -> None:
+    """Send ``sig`` to each of ``pids`` (a tree from :func:`tree_pids`, children first),
+    so that a JVM the run started does not outlive it."""
+    for pid in reversed(pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def tree_rss(root: int) -> int:
@@ -287,16 +341,14 @@ def run_graph(
     echo: bool,
     target: str | None = None,
     database: str | None = None,
+    timeout: float | None = None,
 ) -> tuple[int, float, list[Stage], int, int, int, str, list[ServerSample]]:
     """``insiders run`` on ``data`` into a fresh warehouse under ``work`` (with
     ``target``, ``--target`` passed on; with ``database``, PostgreSQL's database, whose
-    server is sampled too), measured."""
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-    if database is not None:
-        env["PGDATABASE"] = database
-    env["PYTHONUNBUFFERED"] = "1"  # lines arrive when printed: their times are the stages'
-    if code is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    server is sampled too), measured. After ``timeout`` seconds the run's whole tree is
+    stopped (SIGTERM, SIGKILL 30 s later); the stages up to then are kept and the one
+    it was in is named ``stopped``."""
+    env = run_env(target, database, code)
     warehouse = work / "warehouse" / "insiders_warehouse.duckdb"
     warehouse.parent.mkdir(parents=True)
     command = [
@@ -333,14 +385,25 @@ def run_graph(
     ]
     for reader in readers:
         reader.start()
+    stopped_at: float | None = None
+    stopping: list[int] = []  # the tree when it was stopped (orphans leave the tree)
     while True:
-        samples.append((time.monotonic(), tree_rss(process.pid)))
+        now = time.monotonic()
+        samples.append((now, tree_rss(process.pid)))
         # wait4, not poll: its rusage is this run's own (the largest process's peak).
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
+        if timeout is not None and stopped_at is None and now - started > timeout:
+            stopped_at, stopping = now, tree_pids(process.pid)
+            stop_pids(stopping, signal.SIGTERM)
+        elif stopped_at is not None and now - stopped_at > 30:
+            stop_pids(stopping, signal.SIGKILL)
         time.sleep(SAMPLE_SECONDS)
-    ended = time.monotonic()
+    ended = stopped_at if stopped_at is not None else time.monotonic()
+    if stopping:  # what the stopped tree left (a JVM) must not linger
+        time.sleep(1)
+        stop_pids([pid for pid in stopping if pid != process.pid], signal.SIGKILL)
     server_samples = sampler.stop() if sampler is not None else []
     if sampler is not None and sampler.error:
         sys.stderr.write(f"scale: the server's memory was sampled only in part: {sampler.error}\n")
@@ -350,6 +413,8 @@ def run_graph(
     largest = usage.ru_maxrss * 1024
     events = [(t, e) for t, line in sorted(lines) for e in [parse_line(line)] if e is not None]
     stages = attribute(started, ended, events, samples)
+    if stopped_at is not None:
+        stages[-1].name, stages[-1].failed = "stopped", True
     if database is not None:
         server_peaks(stages, started, server_samples)
     peak = max((rss for _, rss in samples), default=0)
@@ -358,6 +423,44 @@ def run_graph(
         process.returncode, ended - started, stages, peak, largest, len(samples), tail,
         server_samples,
     )  # fmt: skip
+
+
+def run_env(target: str | None, database: str | None, code: Path | None) -> dict[str, str]:
+    """The environment of a measured run: this one without the variables that would
+    send it elsewhere than its fresh warehouse (on Spark, its fresh catalog too)."""
+    cleared = CLEARED_ENV + (CLEARED_SPARK_ENV if target == "spark" else ())
+    env = {k: v for k, v in os.environ.items() if k not in cleared}
+    if database is not None:
+        env["PGDATABASE"] = database
+    env["PYTHONUNBUFFERED"] = "1"  # lines arrive when printed: their times are the stages'
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    return env
+
+
+def spark_settings() -> dict[str, str]:
+    """What a local Spark run is measured with: the session's master, driver memory and
+    shuffle partitions (as ``orchestration/spark.py`` reads them), pyspark's and Java's
+    versions. Read without starting Spark."""
+    from importlib.metadata import version
+
+    from orchestration import spark
+
+    try:
+        java = subprocess.run(
+            ["java", "-version"], capture_output=True, text=True, timeout=60, check=False
+        ).stderr.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        java = []
+    return {
+        "master": spark.master(),
+        "driver_memory": os.environ.get(spark.DRIVER_MEMORY_ENV) or spark.DEFAULT_DRIVER_MEMORY,
+        "shuffle_partitions": os.environ.get(spark.SHUFFLE_PARTITIONS_ENV)
+        or spark.DEFAULT_SHUFFLE_PARTITIONS,
+        "pyspark": version("pyspark"),
+        "dbt-spark": version("dbt-spark"),
+        "java": java[0] if java else "not found",
+    }
 
 
 def server_peaks(stages: list[Stage], started: float, samples: list[ServerSample]) -> None:
@@ -423,18 +526,19 @@ def stage_names(runs: list[RunFigures]) -> list[str]:
         for name, _ in labelled(run.stages):
             if name not in names:
                 names.append(name)
-    names.sort(key=lambda n: {"startup": 0, "publish": 2}.get(n, 1))
+    names.sort(key=lambda n: {"startup": 0, "publish": 2, "stopped": 3}.get(n, 1))
     return names
 
 
 def markdown_table(runs: list[RunFigures]) -> str:
     """Stage x factor: seconds and peak GiB, stages in the order the runs met them.
 
-    With a PostgreSQL run among them, each column is named after its target too, and a
-    PostgreSQL run has two more: the peaks of its database's backends (RSS) and of the
-    whole server (PSS); its ``peak GiB`` is then the client's (the process tree)."""
+    With a PostgreSQL or Spark run among them, each column is named after its target
+    too, and a PostgreSQL run has two more: the peaks of its database's backends (RSS)
+    and of the whole server (PSS); its ``peak GiB`` is then the client's (the process
+    tree). A Spark run's ``peak GiB`` is its tree's, the JVM included."""
     names = stage_names(runs)
-    mixed = any(_is_postgres(run) for run in runs)
+    mixed = any(run.target != "duckdb" for run in runs)
     seen: dict[tuple[str, int], int] = {}
     heads = []
     for run in runs:  # the same factor measured twice: "1x #1", "1x #2"
@@ -469,6 +573,8 @@ def markdown_table(runs: list[RunFigures]) -> str:
     total = []
     for run in runs:
         failed = "" if run.returncode == 0 else f" (exit {run.returncode})"
+        if run.stopped_after is not None:
+            failed = f" (stopped after {run.stopped_after:.0f} s)"
         total += [f"**{run.total_seconds:.1f}**{failed}", f"**{run.peak_bytes / GIB:.2f}**"]
         if _is_postgres(run):
             total += [
@@ -485,8 +591,55 @@ def ratio_table(runs: list[RunFigures]) -> str:
     """One table per factor measured on both targets: each stage's mean seconds on
     DuckDB and on PostgreSQL (over the runs of that factor that succeeded), their ratio,
     and the largest peaks (DuckDB's tree; PostgreSQL's client tree, its database's
-    backends and the server). Empty when no factor has both."""
+    backends and the server). Then the same for DuckDB and Spark (whose tree holds the
+    JVM: one peak each). Empty when no factor has both."""
+    tables = [_postgres_ratio_tables(runs), _spark_ratio_tables(runs)]
+    return "\n\n".join(table for table in tables if table)
+
+
+def _spark_ratio_tables(runs: list[RunFigures]) -> str:
+    """Per factor measured on DuckDB and on Spark: each stage's mean seconds on both
+    (runs that succeeded), Spark/DuckDB, and each target's largest tree peak."""
     ok = [run for run in runs if run.returncode == 0]
+    spark = [r for r in ok if r.target == "spark"]
+    duck = [r for r in ok if r.target == "duckdb"]
+    tables = []
+    for factor in sorted({r.factor for r in spark} & {r.factor for r in duck}):
+        a_runs = [r for r in duck if r.factor == factor]
+        b_runs = [r for r in spark if r.factor == factor]
+        rows = [
+            f"| {factor}x: stage | DuckDB s (n={len(a_runs)}) | Spark s (n={len(b_runs)}) "
+            "| Spark/DuckDB | DuckDB peak GiB | Spark peak GiB |",
+            "|:--|" + "--:|" * 5,
+        ]
+        for name in [*stage_names(a_runs + b_runs), "total"]:
+            if name == "total":
+                a = _mean([r.total_seconds for r in a_runs])
+                b = _mean([r.total_seconds for r in b_runs])
+                memory = [max(r.peak_bytes for r in a_runs), max(r.peak_bytes for r in b_runs)]
+            else:
+                a_stages, b_stages = _stages(a_runs, name), _stages(b_runs, name)
+                a = _mean([st.seconds for st in a_stages])
+                b = _mean([st.seconds for st in b_stages])
+                memory = [
+                    _max([st.peak_bytes for st in a_stages]),
+                    _max([st.peak_bytes for st in b_stages]),
+                ]
+            cells = [
+                "" if a is None else f"{a:.1f}",
+                "" if b is None else f"{b:.1f}",
+                f"{b / a:.1f}" if a and b is not None else "",
+                *[_gib(m) for m in memory],
+            ]
+            label = "**total**" if name == "total" else name
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        tables.append("\n".join(rows))
+    return "\n\n".join(tables)
+
+
+def _postgres_ratio_tables(runs: list[RunFigures]) -> str:
+    """The DuckDB/PostgreSQL tables of :func:`ratio_table`."""
+    ok = [run for run in runs if run.target in ("duckdb", "postgres") and run.returncode == 0]
     factors = sorted(
         {r.factor for r in ok if _is_postgres(r)} & {r.factor for r in ok if not _is_postgres(r)}
     )
@@ -581,10 +734,12 @@ def measure(
         if args.target == "postgres":
             with scratch_database(f"insiders_scale_{factor}x") as database:
                 measured = run_graph(
-                    factor, data, work, args.code, args.echo, args.target, database
+                    factor, data, work, args.code, args.echo, args.target, database, args.timeout
                 )
         else:
-            measured = run_graph(factor, data, work, args.code, args.echo, args.target)
+            measured = run_graph(
+                factor, data, work, args.code, args.echo, args.target, timeout=args.timeout
+            )
     except BenchDatabaseError as exc:
         raise SystemExit(str(exc)) from None
     finally:
@@ -598,8 +753,12 @@ def measure(
         count, stages, tail if code else "",
     )  # fmt: skip
     run.load_average = [load_before, os.getloadavg()[0]]
+    if stages and stages[-1].name == "stopped":
+        run.stopped_after = wall
     if args.target is not None:
         run.target = args.target
+    if args.target == "spark":
+        run.server = server
     if args.target == "postgres":
         run.database, run.server, run.server_samples = database, server, len(server_samples)
         run.server_backends_peak_bytes = max((s.backends_rss for s in server_samples), default=None)
@@ -638,14 +797,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--target",
-        choices=("duckdb", "postgres"),
-        help="passed to insiders run; postgres: a fresh database per run (see above)",
+        choices=("duckdb", "postgres", "spark"),
+        help="passed to insiders run; postgres: a fresh database per run, spark: a fresh "
+        "local catalog per run (see above)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per factor (default 1)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="stop a run after this many seconds, keeping its stages so far (default: none)",
+    )
     args = parser.parse_args(argv)
     if args.merge:
         runs = [run for path in args.merge for run in load_runs(path)]
-        runs.sort(key=lambda r: (r.factor, r.target != "duckdb"))
+        runs.sort(key=lambda r: (r.factor, r.target != "duckdb", r.target))
         print(markdown_table(runs))
         ratios = ratio_table(runs)
         if ratios:
@@ -654,6 +819,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.repeat < 1:
         raise SystemExit(f"scale: --repeat {args.repeat}: must be >= 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise SystemExit(f"scale: --timeout {args.timeout}: must be > 0 seconds")
     try:
         factors = [int(f) for f in args.factors.split(",") if f.strip()]
     except ValueError:
@@ -678,6 +845,9 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(str(exc)) from None
         where = f"{os.environ.get('PGHOST', 'localhost')}:{os.environ.get('PGPORT', '5432')}"
         print(f"server: PostgreSQL at {where}: " + ", ".join(f"{k}={v}" for k, v in server.items()))
+    elif args.target == "spark":
+        server = spark_settings()
+        print("spark: local session, " + ", ".join(f"{k}={v}" for k, v in server.items()))
     runs: list[RunFigures] = []
     for factor in factors:
         data = args.data_root / f"{factor}x"
@@ -707,6 +877,11 @@ def main(argv: list[str] | None = None) -> None:
             "server PSS GiB: the summed PSS of every process of the server (shared memory "
             "counted once; other databases' sessions included); both sampled every "
             f"{SERVER_SAMPLE_SECONDS * 1000:.0f} ms."
+        )
+    if args.target == "spark":
+        print(
+            "Spark: peak GiB is that tree with the JVM in it (the driver, which runs the "
+            "tasks in local mode, and the tasks' Python workers are its descendants)."
         )
     ratios = ratio_table(runs)
     if ratios:

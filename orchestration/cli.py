@@ -665,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
             from orchestration.spark import local_folder as spark_folder
 
             warehouse = SparkWarehouse(spark_folder(path))
+            if args.command in ("load", "build", "run"):
+                warehouse.session()  # one line if Spark cannot start or reach its catalog
         elif args.command in ("load", "build", "run"):
             check_warehouse(path)
         mapping = resolve_mapping(getattr(args, "mapping", None))

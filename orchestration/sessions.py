@@ -79,11 +79,12 @@ def prepare_warehouse(warehouse: Warehouse) -> None:
             ensure_ml_tables(con, postgres=True)
         return
     if isinstance(warehouse, SparkWarehouse):
-        from orchestration.spark_loader import ensure_raw_tables
+        from orchestration.spark_loader import drop_uncommitted, ensure_raw_tables
         from orchestration.spark_ml import ensure_ml_tables as ensure_spark_ml_tables
 
         spark = warehouse.session()
         ensure_raw_tables(spark)
+        drop_uncommitted(spark)  # a killed load's rows: never seen by dbt
         ensure_spark_ml_tables(spark, warehouse)
         return
     con = connect(warehouse)

@@ -31,6 +31,8 @@ of a run share the session, its metastore and its tables.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import sys
 import threading
 import warnings
@@ -56,6 +58,14 @@ DEFAULT_MASTER = "local[2]"
 DEFAULT_DRIVER_MEMORY = "2g"
 DEFAULT_SHUFFLE_PARTITIONS = "8"
 APP_NAME = "insiders"
+CONNECT_TIMEOUT_SECONDS = 10
+_CONNECT_URL = re.compile(r"sc://(?:[^@/]*@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::(\d+))?(/.*)?")
+_MASTER = re.compile(r"local(\[(\d+|\*)\])?|spark://[A-Za-z0-9.-]+:\d+(,[A-Za-z0-9.-]+:\d+)*")
+_MEMORY = re.compile(r"\d+[kmgt]?", re.IGNORECASE)
+_POSITIVE = re.compile(r"[1-9]\d*")
+# A path Spark passes through its JVM options and SQL text: no quotes, backslashes or
+# control characters (spaces are quoted).
+_UNSAFE_PATH = re.compile(r"['\"\\\x00-\x1f`]")
 
 # pyspark 4 warns, when a session starts, that pandas 3 is not "fully" supported: the
 # paths used here (Arrow transfers, mapInPandas) are tested with it.
@@ -133,11 +143,16 @@ def session_config(warehouse: SparkWarehouse) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL": (
             f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true"
         ),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={metastore}",
+        # Quoted: Spark splits the options like a shell (a folder may hold spaces).
+        "spark.driver.extraJavaOptions": f'"-Dderby.system.home={metastore}"',
         # The tasks' Python workers run this interpreter (its packages: pandas,
         # scikit-learn, the project), not whatever python3 is first on the PATH.
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
+        # An embedded metastore held by another process fails at once, not after a
+        # minute of Hive's retries (there is nothing a retry could wait for).
+        "spark.hadoop.hive.hmshandler.retry.attempts": "1",
+        "spark.hadoop.hive.metastore.failure.retries": "1",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": os.environ.get(SHUFFLE_PARTITIONS_ENV)
         or DEFAULT_SHUFFLE_PARTITIONS,
@@ -177,30 +192,113 @@ def session(warehouse: SparkWarehouse) -> SparkSession:
             ) from None
         remote = os.environ.get(REMOTE_ENV)
         if remote:
-            spark = SparkSession.builder.remote(remote).getOrCreate()
+            spark = _remote_session(SparkSession, remote)
         else:
-            # SparkContext reads the workers' interpreter from the environment, and the
-            # workers inherit it: the same pandas-3 warning silenced there too.
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            os.environ.setdefault("PYTHONWARNINGS", _WORKER_WARNINGS)
-            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            warehouse.metastore.mkdir(parents=True, exist_ok=True)
-            if "://" not in warehouse.tables:
-                Path(warehouse.tables).mkdir(parents=True, exist_ok=True)
-            builder = SparkSession.builder
-            for key, value in session_config(warehouse).items():
-                builder = builder.config(key, value)
-            try:
-                with _jvm_output(warehouse.local / "logs" / "spark.log"):
-                    spark = builder.enableHiveSupport().getOrCreate()
-            except Exception as exc:  # Java missing, a port taken, a locked metastore
-                raise WarehouseError(
-                    f"Spark did not start: {_first_line(exc)} "
-                    f"(its log: {warehouse.local / 'logs' / 'spark.log'})"
-                ) from None
-            spark.sparkContext.setLogLevel("ERROR")
+            spark = _local_session(SparkSession, warehouse)
         _SESSION.update(session=spark, tables=warehouse.tables)
         return spark
+
+
+def check_settings(warehouse: SparkWarehouse) -> None:
+    """Every setting of a local session checked where it enters: one line naming the
+    variable and the value (Spark itself would only say its JVM exited)."""
+    checks = (
+        (MASTER_ENV, master(), _MASTER, "local, local[N], local[*] or spark://host:port"),
+        (
+            DRIVER_MEMORY_ENV,
+            os.environ.get(DRIVER_MEMORY_ENV) or DEFAULT_DRIVER_MEMORY,
+            _MEMORY,
+            "a size such as 2g or 512m",
+        ),
+        (
+            SHUFFLE_PARTITIONS_ENV,
+            os.environ.get(SHUFFLE_PARTITIONS_ENV) or DEFAULT_SHUFFLE_PARTITIONS,
+            _POSITIVE,
+            "a whole number of at least 1",
+        ),
+    )
+    for name, value, pattern, expected in checks:
+        if not pattern.fullmatch(value.strip()):
+            raise WarehouseError(f"${name}: {value!r} is not {expected}")
+    for what, place in (("tables", warehouse.tables), ("metastore", str(warehouse.metastore))):
+        if _UNSAFE_PATH.search(place):
+            raise WarehouseError(
+                f"the Spark {what} folder may not hold quotes, backslashes or control "
+                f"characters: {place!r} (set ${WAREHOUSE_DIR_ENV} / ${METASTORE_ENV})"
+            )
+
+
+def _local_session(builder_class: Any, warehouse: SparkWarehouse) -> SparkSession:
+    """A local session over ``warehouse``, its catalog reachable; every failure one
+    :class:`WarehouseError` line (the details in ``spark/logs/spark.log``)."""
+    check_settings(warehouse)
+    log = warehouse.local / "logs" / "spark.log"
+    try:
+        warehouse.metastore.mkdir(parents=True, exist_ok=True)
+        if "://" not in warehouse.tables:
+            Path(warehouse.tables).mkdir(parents=True, exist_ok=True)
+        log.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseError(
+            f"cannot create the Spark warehouse's folders: {exc.strerror}: {exc.filename}"
+        ) from None
+    # SparkContext reads the workers' interpreter from the environment, and the workers
+    # inherit it: the same pandas-3 warning silenced there too.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYTHONWARNINGS", _WORKER_WARNINGS)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = builder_class.builder
+    for key, value in session_config(warehouse).items():
+        builder = builder.config(key, value)
+    try:
+        with _jvm_output(log):
+            spark = builder.enableHiveSupport().getOrCreate()
+    except Exception as exc:  # Java missing, a port taken
+        raise WarehouseError(
+            f"Spark did not start ({master()}, driver memory "
+            f"{os.environ.get(DRIVER_MEMORY_ENV) or DEFAULT_DRIVER_MEMORY}): "
+            f"{_first_line(exc)} (its log: {log})"
+        ) from None
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        spark.catalog.listDatabases()  # the metastore, now: not in the middle of a step
+    except Exception as exc:
+        spark.stop()
+        held = "another process holds it" if "metastore" in str(exc).lower() else ""
+        raise WarehouseError(
+            f"Spark's metastore {warehouse.metastore} cannot be opened"
+            + (
+                f": {held} (a local session's metastore takes one process at a time)"
+                if held
+                else f": {_first_line(exc)}"
+            )
+        ) from None
+    return spark
+
+
+def _remote_session(builder_class: Any, remote: str) -> SparkSession:
+    """A Spark Connect session; a failure is one line (the URL without credentials)."""
+    shown = remote.split("@")[-1]
+    found = re.fullmatch(
+        r"sc://(?:[^@/]*@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::(\d+))?(/.*)?", remote
+    )
+    if found is None:
+        raise WarehouseError(f"${REMOTE_ENV}: not a Spark Connect URL (sc://host:port): {shown!r}")
+    host, port = found.group(1).strip("[]"), int(found.group(2) or 15002)
+    try:  # gRPC would retry an unreachable server for minutes
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as exc:
+        raise WarehouseError(
+            f"${REMOTE_ENV}: Spark Connect at {shown} cannot be reached: {exc.strerror or exc}"
+        ) from None
+    try:
+        spark = builder_class.builder.remote(remote).getOrCreate()
+        spark.catalog.listDatabases()
+    except Exception as exc:
+        raise WarehouseError(
+            f"${REMOTE_ENV}: Spark Connect at {shown} cannot be used: {_first_line(exc)}"
+        ) from None
+    return spark
 
 
 def running() -> bool:

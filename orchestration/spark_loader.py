@@ -440,6 +440,14 @@ def _table_location(spark: SparkSession, table: str) -> str:
     raise WarehouseError(f"raw.{table}: Spark gives no location for the table")
 
 
+def drop_uncommitted(spark: SparkSession) -> None:
+    """Remove what a killed load left (rows of a load the ledger does not name), so
+    that dbt never counts them: called before every dbt step
+    (``orchestration.sessions.prepare_warehouse``) as well as by each load."""
+    ledger = _read_ledger(spark)
+    _drop_uncommitted(spark, {_checked_load_id(r[LOAD_ID_COLUMN]) for r in ledger})
+
+
 def _drop_uncommitted(spark: SparkSession, referenced: set[str]) -> None:
     """Drop every ``load_id`` partition of the row tables the ledger does not name (a
     killed load's, or one a committed load superseded), and any partition folder left

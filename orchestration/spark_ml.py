@@ -36,7 +36,6 @@ _SPARK_TYPES = {
 }
 # A version folder name: made here, from the time and a run id's letters.
 _VERSION = re.compile(r"^[0-9TZ]+-[A-Za-z0-9_-]{1,36}$")
-_KEEP_PREVIOUS = 1
 
 
 def spark_type(spec: str) -> str:
@@ -129,11 +128,14 @@ def write_versions(
 
 
 def switch_tables(spark: SparkSession, warehouse: SparkWarehouse, written: dict[str, str]) -> None:
-    """Point each ``ml`` table at its new version, then remove old versions."""
+    """Point each ``ml`` table at its new version, then remove the versions older than
+    the one it pointed at until now (kept for readers still in it); a version written
+    by a run that died before its switch is removed too."""
+    previous = {table: _location(spark, table) for table in written}
     for table, location in written.items():
         _switch(spark, table, location)
     for table, location in written.items():
-        _prune(warehouse, table, keep=location)
+        _prune(warehouse, table, keep={location, previous[table]})
 
 
 def _write_version(
@@ -162,20 +164,28 @@ def _switch(spark: SparkSession, table: str, location: str) -> None:
     spark.sql(f"refresh table ml.{table}")
 
 
-def _prune(warehouse: SparkWarehouse, table: str, keep: str) -> None:
-    """Remove the versions of ``table`` older than the previous one (local folders
-    only: on a cluster's object store they are left to its lifecycle rules)."""
+def _location(spark: SparkSession, table: str) -> str:
+    """Where ``ml.<table>`` points now (its current version's folder)."""
+    rows = spark.sql(f"describe table extended ml.{table}").collect()
+    for row in rows:
+        if row["col_name"] == "Location":
+            return str(row["data_type"])
+    return ""
+
+
+def _prune(warehouse: SparkWarehouse, table: str, keep: set[str]) -> None:
+    """Remove the versions of ``table`` but those in ``keep`` (local folders only: on a
+    cluster's object store they are left to its lifecycle rules)."""
     root = versions_root(warehouse, table)
     if "://" in root and not root.startswith("file:"):
         return
     folder = Path(root.removeprefix("file:"))
     if not folder.is_dir():
         return
-    current = Path(keep.removeprefix("file:")).name
-    versions = sorted(p.name for p in folder.iterdir() if p.is_dir() and _VERSION.match(p.name))
-    older = [v for v in versions if v < current]
-    for name in older[: max(0, len(older) - _KEEP_PREVIOUS)]:
-        shutil.rmtree(folder / name, ignore_errors=True)
+    kept = {Path(k.removeprefix("file:")).name for k in keep if k}
+    for version in folder.iterdir():
+        if version.is_dir() and _VERSION.match(version.name) and version.name not in kept:
+            shutil.rmtree(version, ignore_errors=True)
 
 
 def table_frame(spark: SparkSession, table: str) -> Any:

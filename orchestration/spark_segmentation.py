@@ -55,20 +55,53 @@ _LABEL_SCHEMA = (
 
 
 def stratified_sample(customers: DataFrame, size: int, seed: int, total: int) -> pd.DataFrame:
-    """At most about ``size`` customers as pandas, sorted by id: everyone when there are
-    no more, else a seeded sample stratified by monetary decile."""
+    """Exactly ``min(size, total)`` customers as pandas, sorted by id: everyone when
+    there are no more, else a seeded sample stratified by monetary decile.
+
+    Proportional allocation (largest remainders, so the strata's sizes add up to
+    ``size``); within a stratum the customers with the smallest seeded hash of their id
+    are drawn, ranked in Spark's tasks (one sort per stratum), never on the driver."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     if total <= size:
         return customers.orderBy(ID_COLUMN).toPandas()
     edges = customers.approxQuantile("monetary", [i / STRATA for i in range(1, STRATA)], 0.001)
     stratum = F.lit(0)
-    for edge in edges:
+    for edge in sorted(set(edges)):
         stratum = stratum + (F.col("monetary") > F.lit(float(edge))).cast("int")
-    fraction = size / total
     keyed = customers.withColumn("_stratum", stratum)
-    sample = keyed.sampleBy("_stratum", {i: fraction for i in range(STRATA)}, seed=seed)
-    return sample.drop("_stratum").orderBy(ID_COLUMN).limit(size).toPandas()
+    counts = {
+        r["_stratum"]: r["n"]
+        for r in keyed.groupBy("_stratum").agg(F.count("*").alias("n")).collect()
+    }
+    quota = allocate(counts, size)
+    draw = F.xxhash64(F.col(ID_COLUMN).cast("string"), F.lit(int(seed)))
+    ranked = keyed.withColumn(
+        "_rank",
+        F.row_number().over(Window.partitionBy("_stratum").orderBy(draw, ID_COLUMN)),
+    )
+    wanted = F.lit(0)
+    for value, n in quota.items():
+        wanted = F.when(F.col("_stratum") == F.lit(value), F.lit(n)).otherwise(wanted)
+    sample = ranked.where(F.col("_rank") <= wanted).drop("_stratum", "_rank")
+    return sample.orderBy(ID_COLUMN).toPandas()
+
+
+def allocate(counts: dict[int, int], size: int) -> dict[int, int]:
+    """Proportional allocation of ``size`` draws over strata of ``counts``: each its
+    share rounded down, the remainder to the largest fractions (ties: lower stratum)."""
+    total = sum(counts.values())
+    exact = {k: size * n / total for k, n in counts.items()}
+    quota = {k: min(counts[k], int(v)) for k, v in exact.items()}
+    left = size - sum(quota.values())
+    for k in sorted(exact, key=lambda k: (-(exact[k] - int(exact[k])), k)):
+        if left <= 0:
+            break
+        if quota[k] < counts[k]:
+            quota[k] += 1
+            left -= 1
+    return quota
 
 
 def label_everyone(customers: DataFrame, segmenter: Segmenter) -> DataFrame:

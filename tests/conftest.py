@@ -138,6 +138,22 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def spark_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(DuckDB warehouse, demo data folder): a real ``insiders run`` on DuckDB over
+    synthetic data (300 customers, seed 7), once for the session: what the Spark
+    target's tests compare against (tests/test_dbt_spark.py, tests/test_spark_target.py)."""
+    from models_py.demo_data import write_demo_data
+    from orchestration.cli import main
+
+    root = tmp_path_factory.mktemp("spark_reference")
+    demo = write_demo_data(root / "data", customers=300, seed=7, layout="kaggle")
+    warehouse = root / "wh" / "warehouse.duckdb"
+    with environ_restored():
+        assert main(["run", "--warehouse", str(warehouse), "--source", str(demo.path)]) == 0
+    return warehouse, demo.path
+
+
+@pytest.fixture(scope="session")
 def demo_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A BI snapshot published by a real ``insiders run`` over synthetic data, once for
     the session (about two minutes): what the dashboard reads."""

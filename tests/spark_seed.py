@@ -61,10 +61,17 @@ def _identifier(name: str, what: str) -> str:
     return name
 
 
+# The raw tables the Spark loader keys by load (orchestration/spark_loader.py): the
+# staging models read only the load ids raw.loaded_files names.
+LOAD_ID_TABLES = frozenset({"transactions", "quarantined_rows", "loaded_files"})
+SEED_LOAD_ID = "seeded"
+
+
 def seed_spark_from_duckdb(duckdb_file: Path, spark: SparkSession) -> dict[str, int]:
     """Copy every table of schemas raw and ml of ``duckdb_file`` into the Spark
     databases raw and ml as Parquet tables (replaced if they exist), with the same
-    column names, order and types. Returns the rows copied per ``schema.table``."""
+    column names, order and types (raw's row tables and ledger gain the Spark loader's
+    ``load_id``, one for all). Returns the rows copied per ``schema.table``."""
     from pyspark.sql import functions as F
 
     con = duckdb.connect(str(duckdb_file), read_only=True, config=DUCKDB_CONFIG)
@@ -103,6 +110,9 @@ def seed_spark_from_duckdb(duckdb_file: Path, spark: SparkSession) -> dict[str, 
                     for name, (_, kind) in zip(names, columns, strict=True)
                 ]
             )
+            if schema == "raw" and table in LOAD_ID_TABLES:
+                # The Spark loader's layout: every row of one (committed) load.
+                frame = frame.withColumn("load_id", F.lit(SEED_LOAD_ID))
             frame.write.format("parquet").mode("overwrite").saveAsTable(f"{schema}.{table}")
             copied[f"{schema}.{table}"] = arrow.num_rows
     finally:

@@ -28,11 +28,6 @@ from models_py.locations import DUCKDB_CONFIG
 from tests.conftest import environ_restored
 from tests.spark_seed import seed_spark_from_duckdb, spark_type
 
-pytest.importorskip("pyspark")
-pytest.importorskip("dbt.adapters.spark")
-if shutil.which("java") is None:
-    pytest.skip("the spark target needs Java", allow_module_level=True)
-
 COMPARED_SCHEMAS = ("marts", "insiders")
 INCREMENTAL_MODELS = ("fct_transactions", "fct_transaction_exclusions")
 REL_TOL = 1e-9
@@ -60,17 +55,15 @@ class SparkBuild:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    """A real ``insiders run`` (load, dbt, clustering, evaluation, marts) on DuckDB."""
-    from models_py.demo_data import write_demo_data
-    from orchestration.cli import main
+def reference(
+    tmp_path_factory: pytest.TempPathFactory, spark_reference: tuple[Path, Path]
+) -> Reference:
+    """A real ``insiders run`` (load, dbt, clustering, evaluation, marts) on DuckDB: the
+    session's reference run (tests/conftest.py)."""
     from orchestration.dbt_runner import invoke
 
-    root = tmp_path_factory.mktemp("spark_reference")
-    demo = write_demo_data(root / "data", customers=300, seed=7, layout="kaggle")
-    warehouse = root / "wh" / "warehouse.duckdb"
-    with environ_restored():
-        assert main(["run", "--warehouse", str(warehouse), "--source", str(demo.path)]) == 0
+    root = tmp_path_factory.mktemp("spark_reference_timed")
+    warehouse = spark_reference[0]
     # The DuckDB side of the measurement: the same `dbt build` on a copy (the run left
     # its sources and tables), so the reference itself is not touched.
     timed = root / "timed" / "warehouse.duckdb"

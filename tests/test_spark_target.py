@@ -69,18 +69,17 @@ def _texts(values: pd.Series) -> list[str | None]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    """The same demo files through ``insiders run`` on DuckDB and on Spark."""
-    from models_py.demo_data import write_demo_data
+def runs(
+    tmp_path_factory: pytest.TempPathFactory, spark_reference: tuple[Path, Path]
+) -> Iterator[dict[str, object]]:
+    """The same demo files through ``insiders run`` on DuckDB (the session's reference
+    run) and on Spark."""
     from orchestration.cli import main
     from orchestration.spark import SparkWarehouse, local_folder, stop_session
 
     root = tmp_path_factory.mktemp("spark_target")
-    demo = write_demo_data(root / "data", customers=300, seed=7, layout="kaggle")
-    duck = root / "duck" / "warehouse.duckdb"
+    duck, demo = spark_reference
     spark_anchor = root / "spark" / "warehouse.duckdb"
-    with environ_restored():
-        assert main(["run", "--warehouse", str(duck), "--source", str(demo.path)]) == 0
     outputs = {}
     with environ_restored():
         import contextlib
@@ -90,12 +89,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(
                 ["run", "--target", "spark", "--warehouse", str(spark_anchor), "--source",
-                 str(demo.path)]
+                 str(demo)]
             )  # fmt: skip
         outputs = {"stdout": out.getvalue(), "stderr": err.getvalue()}
         assert code == 0, outputs
     warehouse = SparkWarehouse(local_folder(spark_anchor))
-    yield {"duck": duck, "spark": warehouse, "demo": demo.path, **outputs}
+    yield {"duck": duck, "spark": warehouse, "demo": demo, **outputs}
     stop_session()
     shutil.rmtree(root, ignore_errors=True)
 

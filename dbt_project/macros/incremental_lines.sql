@@ -56,12 +56,16 @@
 {%- endmacro %}
 
 {#- Spark: a Parquet table has no DELETE; the table is partitioned by source_file
-    (dbt_project.yml) and an incremental build overwrote the partitions of every file
-    it selected, which includes every file whose load or rules changed (under changed
-    rules, all of them). What remains stale are the partitions of files no longer
-    loaded at all: drop those, one statement each (run here; the hook itself is then
-    empty, which dbt skips). A file's name reaches the statement as a Spark string
-    literal, escaped (\\ and \'), and only names read from the table itself. -#}
+    (dbt_project.yml) and an incremental build overwrote (insert_overwrite, dynamic) the
+    partitions of the files it selected AND for which it produced rows: every partition
+    it overwrote holds lines of the current load and rules only. A partition it did not
+    overwrite is stale when its file is no longer loaded as its lines say (removed or
+    re-loaded), or when its lines were classified under other rules: a file re-selected
+    by a rule change (or a reload) that now yields no row at all keeps its old lines
+    otherwise. Drop those partitions, one statement each, after the insert (run here;
+    the hook itself is then empty, which dbt skips), so readers never miss a file that
+    still has lines. A file's name reaches the statement as a Spark string literal,
+    escaped (\\ and \'), and only names read from the table itself. -#}
 {% macro spark__delete_stale_lines() -%}
     {#- ref'd outside the execute guard, so dbt sees the dependencies when it parses
         (those of rules_version too, which the incremental filter uses). -#}
@@ -70,9 +74,11 @@
     {%- if execute and model.config.materialized == 'incremental' -%}
         {%- set stale = run_query(
             "select distinct built.source_file from " ~ this ~ " as built"
-            ~ " left anti join " ~ loaded_files ~ " as loaded"
+            ~ " left anti join (select source_file, loaded_at, " ~ _rules ~ " as rules_version"
+            ~ " from " ~ loaded_files ~ ") as loaded"
             ~ " on loaded.source_file = built.source_file"
             ~ " and loaded.loaded_at = built.file_loaded_at"
+            ~ " and loaded.rules_version = built.rules_version"
         ) -%}
         {%- for row in stale.rows -%}
             {%- set literal = "'" ~ (row[0] | replace('\\', '\\\\') | replace("'", "\\'")) ~ "'" -%}

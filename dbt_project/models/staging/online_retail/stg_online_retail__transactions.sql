@@ -3,6 +3,7 @@ with
 source as (
 
     select * from {{ source('online_retail', 'transactions') }}
+    {{ committed_loads() }}
 
 ),
 
