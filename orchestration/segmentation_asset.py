@@ -36,6 +36,7 @@ from orchestration.spark import SparkWarehouse
 
 if TYPE_CHECKING:
     from models_py.clustering import Segmentation
+    from orchestration.ml_tables import RecordedRun
 
 DEFAULT_KEEP_MODELS = 3
 
@@ -96,7 +97,7 @@ def run_segmentation(
     say why there is no customer. ``models``: the model directory (default ``models/``
     beside ``warehouse``; pass the real warehouse's when ``warehouse`` is a work copy).
     """
-    from models_py.clustering import embedding_png, segment  # scikit-learn: this step's
+    # scikit-learn is imported by this step's own helpers (fit_or_score, finish).
 
     if isinstance(warehouse, SparkWarehouse):
         from orchestration.spark_segmentation import run_segmentation_on_spark
@@ -114,18 +115,9 @@ def run_segmentation(
         with open_warehouse(warehouse, reads=["raw.transactions"]) as con:
             raise NoCustomersError(_why_no_customers(con, _as_date(as_of), built=customers))
 
-    saved, model_path, sha256 = None, "", None
-    if saved_run is not None and saved_run.model_path:
-        log.info(f"refit: false, scoring with the model of run {saved_run.run_id}")
-        model_path, sha256 = saved_run.model_path, saved_run.model_sha256
-        saved = load_model(directory, model_path, sha256, saved_run.run_id)
-    elif not config.refit:
-        log.warning("refit: false, but no run has recorded a model yet: fitting one")
-    outcome = segment(customers, clustering, previous_centroids=previous, saved=saved)
-    if outcome.refitted:
-        stored = save_model(outcome.segmenter, directory, run_id)
-        model_path, sha256 = stored.name, stored.sha256
-        log.info(f"fitted {outcome.model_name} in {outcome.timings.get('total', 0):.1f} s")
+    outcome, model_path, sha256 = fit_or_score(
+        customers, clustering, previous, saved_run, config.refit, directory, run_id, log
+    )
     as_of_customers = pd.Timestamp(customers["as_of"].max()).date()
 
     with open_warehouse(warehouse, write=True) as con:
@@ -148,11 +140,57 @@ def run_segmentation(
             ),
         )
         keep = recent_model_names(con, config.keep_models)
+    return finish(outcome, directory, model_path, keep, config.keep_models, as_of_customers, log)
+
+
+def fit_or_score(
+    customers: pd.DataFrame,
+    clustering: ClusteringConfig,
+    previous: pd.DataFrame | None,
+    saved_run: RecordedRun | None,
+    refit: bool,
+    directory: Path,
+    run_id: str,
+    log: logging.Logger | Any,
+) -> tuple[Segmentation, str, str | None]:
+    """Score with the last run's saved model (``refit`` off and one recorded), else fit
+    and save a new one: (the outcome, the model's file name, its SHA-256). Shared by
+    the DuckDB/PostgreSQL step and the Spark one (which passes its sample)."""
+    from models_py.clustering import segment
+
+    saved, model_path, sha256 = None, "", None
+    if saved_run is not None and saved_run.model_path:
+        log.info(f"refit: false, scoring with the model of run {saved_run.run_id}")
+        model_path, sha256 = saved_run.model_path, saved_run.model_sha256
+        saved = load_model(directory, model_path, sha256, saved_run.run_id)
+    elif not refit:
+        log.warning("refit: false, but no run has recorded a model yet: fitting one")
+    outcome = segment(customers, clustering, previous_centroids=previous, saved=saved)
+    if outcome.refitted:
+        stored = save_model(outcome.segmenter, directory, run_id)
+        model_path, sha256 = stored.name, stored.sha256
+        log.info(f"fitted {outcome.model_name} in {outcome.timings.get('total', 0):.1f} s")
+    return outcome, model_path, sha256
+
+
+def finish(
+    outcome: Segmentation,
+    directory: Path,
+    model_path: str,
+    keep: list[str],
+    keep_models: int,
+    as_of: date,
+    log: logging.Logger | Any,
+) -> dict[str, Any]:
+    """The plot saved beside the model, models beyond the last ``keep_models`` runs'
+    removed; the Dagster metadata."""
+    from models_py.clustering import embedding_png
+
     plot = embedding_png(outcome.embedding, outcome.labels)
     plot_path = save_plot(directory, model_path, plot)
     for removed in prune_models(directory, keep):
-        log.info(f"removed {removed} (not among the last {config.keep_models} runs' models)")
-    return _metadata(outcome, as_of_customers, plot, plot_path)
+        log.info(f"removed {removed} (not among the last {keep_models} runs' models)")
+    return _metadata(outcome, as_of, plot, plot_path)
 
 
 def _as_date(value: date | str | None) -> date | None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from models_py.model_store import load_model, models_dir, prune_models, save_model, save_plot
+from models_py.model_store import models_dir
 from orchestration.ml_tables import (
     SegmentationWrite,
     latest_model_run,
@@ -158,11 +158,11 @@ def run_segmentation_on_spark(
     """The clustering step on Spark (see the module docstring); Dagster metadata."""
     from pyspark.sql import functions as F
 
-    from models_py.clustering import embedding_png, segment
     from orchestration.segmentation_asset import (
         NoCustomersError,
         _as_date,
-        _metadata,
+        finish,
+        fit_or_score,
         why_no_customers,
     )
     from orchestration.spark_ml import switch_tables, table_frame, write_versions
@@ -183,18 +183,9 @@ def run_segmentation_on_spark(
         previous = read_previous_centroids(con)
         saved_run = None if config.refit else latest_model_run(con)
 
-    saved, model_path, sha256 = None, "", None
-    if saved_run is not None and saved_run.model_path:
-        log.info(f"refit: false, scoring with the model of run {saved_run.run_id}")
-        model_path, sha256 = saved_run.model_path, saved_run.model_sha256
-        saved = load_model(directory, model_path, sha256, saved_run.run_id)
-    elif not config.refit:
-        log.warning("refit: false, but no run has recorded a model yet: fitting one")
-    outcome = segment(sample, clustering, previous_centroids=previous, saved=saved)
-    if outcome.refitted:
-        stored = save_model(outcome.segmenter, directory, run_id)
-        model_path, sha256 = stored.name, stored.sha256
-        log.info(f"fitted {outcome.model_name} in {outcome.timings.get('total', 0):.1f} s")
+    outcome, model_path, sha256 = fit_or_score(
+        sample, clustering, previous, saved_run, config.refit, directory, run_id, log
+    )
     as_of_customers = pd.Timestamp(sample["as_of"].max()).date()
 
     labelled = label_everyone(customers, outcome.segmenter)
@@ -241,11 +232,9 @@ def run_segmentation_on_spark(
     switch_tables(spark, warehouse, written)
     with mirror(warehouse, per_customer=False) as con:
         keep = recent_model_names(con, config.keep_models)
-    plot = embedding_png(outcome.embedding, outcome.labels)
-    plot_path = save_plot(directory, model_path, plot)
-    for removed in prune_models(directory, keep):
-        log.info(f"removed {removed} (not among the last {config.keep_models} runs' models)")
-    metadata = _metadata(outcome, as_of_customers, plot, plot_path)
+    metadata = finish(
+        outcome, directory, model_path, keep, config.keep_models, as_of_customers, log
+    )
     metadata.update(customers=int(counted["n"]), insiders=int(counted["i"] or 0))
     metadata["sampled_customers"] = len(sample)
     return metadata
