@@ -161,15 +161,7 @@ def evaluate_definitions(
         picked = [str(c) for c in chosen]
         size = max(size, len(picked))
         revenue = float(by_id.reindex(picked).fillna(0.0).sum())
-        rows.append(
-            {
-                "definition": definition,
-                "members": len(picked),
-                "horizon_revenue": revenue,
-                "share_low": None,
-                "share_high": None,
-            }
-        )
+        rows.append(definition_row(definition, len(picked), revenue))
     rng = np.random.default_rng(seed)
     draws = np.array(
         [after[rng.choice(len(ids), size, replace=False)].sum() for _ in range(n_random)]
@@ -177,17 +169,65 @@ def evaluate_definitions(
     tail = (1 - confidence) / 2
     low, high = (np.quantile(draws, [tail, 1 - tail]) / total) if total else (None, None)
     rows.append(
-        {
-            "definition": RANDOM,
-            "members": size,
-            "horizon_revenue": float(draws.mean()),
-            "share_low": None if low is None else float(low),
-            "share_high": None if high is None else float(high),
-        }
+        definition_row(
+            RANDOM,
+            size,
+            float(draws.mean()),
+            None if low is None else float(low),
+            None if high is None else float(high),
+        )
     )
+    return evaluation_frame(rows, len(ids), total, confidence)
+
+
+def definition_row(
+    definition: str,
+    members: int,
+    revenue: float,
+    share_low: float | None = None,
+    share_high: float | None = None,
+) -> dict[str, object]:
+    """One group's row of an origin's evaluation (before the origin's totals)."""
+    return {
+        "definition": definition,
+        "members": members,
+        "horizon_revenue": revenue,
+        "share_low": share_low,
+        "share_high": share_high,
+    }
+
+
+def evaluation_frame(
+    rows: list[dict[str, object]], customers_known: int, total: float, confidence: float
+) -> pd.DataFrame:
+    """An origin's evaluation table: the groups' rows with the origin's totals and
+    each group's share of the horizon's revenue."""
     table = pd.DataFrame(rows)
-    table["customers_known"] = len(ids)
+    table["customers_known"] = customers_known
     table["total_horizon_revenue"] = total
     table["share_of_horizon_revenue"] = table["horizon_revenue"] / total if total else None
     table["confidence"] = float(confidence)
     return table[list(EVALUATION_COLUMNS)]
+
+
+def random_groups_normal(
+    customers_known: int, total: float, variance: float, size: int, confidence: float
+) -> dict[str, object]:
+    """The ``random`` row without drawing: groups of ``size`` drawn without replacement
+    from ``customers_known`` customers whose horizon revenues sum to ``total`` with
+    sample variance ``variance``. Their revenue is ``size`` times the mean; its central
+    ``confidence`` interval is the normal one with the finite-population correction
+    (the central limit theorem: what the draws of :func:`evaluate_definitions` converge
+    to when there are many customers, where a thousand explicit draws of millions of
+    customers would be a waste)."""
+    from scipy.stats import norm
+
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    known = max(customers_known, 1)
+    mean = size * total / known
+    spread = np.sqrt(max(variance, 0.0) * size * (known - size) / known)
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    low = (mean - z * spread) / total if total else None
+    high = (mean + z * spread) / total if total else None
+    return definition_row(RANDOM, size, float(mean), low, high)

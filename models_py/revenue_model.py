@@ -10,6 +10,8 @@ on the date's own future, and then ranks the customers known at the date.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -54,14 +56,12 @@ def _matrix(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def predict_next_revenue(
-    training: pd.DataFrame, target: pd.DataFrame, seed: int = 42
-) -> pd.Series | None:
-    """Expected horizon revenue per customer of ``target`` (indexed by customer_id),
-    from a model fitted on ``training`` (rows with ``horizon_net_revenue``); None when
-    there is nothing to train on."""
+def fit_revenue_model(training: pd.DataFrame, seed: int = 42) -> Any | None:
+    """The model fitted on ``training`` (rows with ``horizon_net_revenue``), or None
+    when there is nothing to train on. Kept apart from :func:`predict_with` so that a
+    model fitted on a sample can score every customer where they live (Spark's tasks)."""
     training = training[training["horizon_net_revenue"].notna()]
-    if training.empty or target.empty:
+    if training.empty:
         return None
     model = HistGradientBoostingRegressor(
         loss="poisson", max_iter=150, learning_rate=0.05, min_samples_leaf=40, random_state=seed
@@ -70,5 +70,11 @@ def predict_next_revenue(
     # oversubscription cost more than the parallel histogram building saves.
     with threadpool_limits(1):
         model.fit(_matrix(training), training["horizon_net_revenue"].clip(lower=0).to_numpy(float))
+    return model
+
+
+def predict_with(model: Any, target: pd.DataFrame) -> pd.Series:
+    """``model``'s expected horizon revenue per customer of ``target`` (by customer_id)."""
+    with threadpool_limits(1):
         predicted = model.predict(_matrix(target))
     return pd.Series(predicted, index=target["customer_id"].astype(str).to_numpy())

@@ -28,6 +28,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from models_py.clustering import ClusteringConfig, fit_segmentation
+from models_py.clustering.labelling import Segmenter
 from models_py.eligibility import eligibility_rules
 from models_py.evidence import group_differences
 from models_py.forecast import CustomerForecast, predict_revenue, score_revenue
@@ -45,7 +46,7 @@ from models_py.insiders_definitions import (
     evaluate_definitions,
     select_members,
 )
-from models_py.revenue_model import predict_next_revenue
+from models_py.revenue_model import fit_revenue_model, predict_with
 from models_py.settings import RANDOM_GROUPS_CONFIDENCE
 
 
@@ -66,15 +67,17 @@ def refit_specification(config: ClusteringConfig, chosen: dict[str, Any]) -> Clu
     )
 
 
-def cluster_members_at(features: pd.DataFrame, spec: ClusteringConfig) -> list[str]:
-    """The Insiders cluster of the chosen model refitted on ``features`` (one date).
+def cluster_model_at(features: pd.DataFrame, spec: ClusteringConfig) -> tuple[list[str], Segmenter]:
+    """The Insiders cluster of the chosen model refitted on ``features`` (one date), and
+    the fitted model (which labels customers the fit did not see the same way).
 
     One BLAS thread: the matrices are a few thousand rows by nine columns, and on a busy
     2-core machine OpenBLAS's threads made the PCA's SVD ten times slower.
     """
     with threadpool_limits(limits=1, user_api="blas"):
         fitted = fit_segmentation(features.reset_index(drop=True), spec)
-    return fitted.labels.loc[fitted.labels["is_insider"], "customer_id"].astype(str).tolist()
+    members = fitted.labels.loc[fitted.labels["is_insider"], "customer_id"].astype(str).tolist()
+    return members, fitted.segmenter
 
 
 def expected_revenue_at(
@@ -135,6 +138,18 @@ def horizon_months(dates: pd.DataFrame) -> int:
 
 
 @dataclass
+class Learned:
+    """What was learned at one date from the data before it: enough to take the same
+    decision for customers the fits never saw (on Spark, every customer where they
+    live, after fits on a sample: ``orchestration.spark_evaluation``)."""
+
+    segmenter: Segmenter | None  # None: the clustering step's labels were given
+    posterior: dict[str, dict[str, float]] | None  # None: no expected-revenue model
+    revenue_model: Any | None  # None: nothing to train on yet
+    adjustment: Adjustment
+
+
+@dataclass
 class Decision:
     """Everything decided at one date, from the data before it only."""
 
@@ -145,6 +160,13 @@ class Decision:
     adjustment: Adjustment
     forecasts: list[dict[str, Any]] = field(default_factory=list)
     scores: pd.DataFrame | None = None  # the date's scores, read once
+    segmenter: Segmenter | None = None
+    revenue_model: Any | None = None
+
+    @property
+    def learned(self) -> Learned:
+        posterior = None if self.expected_fit is None else self.expected_fit.posterior
+        return Learned(self.segmenter, posterior, self.revenue_model, self.adjustment)
 
 
 def decide_at(
@@ -159,19 +181,25 @@ def decide_at(
     """The Insiders cluster (refitted, unless given), the expected-revenue model (fitted,
     or scored with ``posterior``) and trained model, every definition's members and
     every group's forecast at ``day``."""
+    segmenter = None
     if cluster is None:
-        cluster = cluster_members_at(inputs.features[day], spec)
+        cluster, segmenter = cluster_model_at(inputs.features[day], spec)
     expected, fit = None, None
     if fit_expected and day in inputs.histories:
         fit = expected_revenue_at(inputs.histories[day], seed, posterior)
         expected = fit.customers.set_index("customer_id")["expected_revenue"]
-    trained = predict_next_revenue(inputs.modelled.until(day), inputs.modelled.at(day), seed)
+    target = inputs.modelled.at(day)
+    model = None if target.empty else fit_revenue_model(inputs.modelled.until(day), seed)
+    trained = None if model is None else predict_with(model, target)
     scores = inputs.scores[day]
     members = select_members(
         scores, cluster, expected, None if trained is None else {TRAINED: trained}
     )
     adjust = adjustment(inputs.monthly, inputs.first_day, pd.Timestamp(day), inputs.horizon_months)
-    decision = Decision(cluster, expected, fit, members, adjust, scores=scores)
+    decision = Decision(
+        cluster, expected, fit, members, adjust, scores=scores, segmenter=segmenter,
+        revenue_model=model,
+    )  # fmt: skip
     decision.forecasts = _group_forecasts(day, scores, members, expected, adjust)
     return decision
 
@@ -190,6 +218,10 @@ class Evaluation:
     # The as-of's BG/NBD + Gamma-Gamma MAP estimates at full precision (what a daily
     # run scores with: :func:`score_current`).
     posterior: dict[str, dict[str, float]] = field(default_factory=dict)
+    # What was learned at each decided date (models fitted on these inputs).
+    learned: dict[date, Learned] = field(default_factory=dict)
+    # The as-of's expected-revenue parameters in words (group_forecasts.parameters).
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def definitions_table() -> pd.DataFrame:
@@ -213,12 +245,14 @@ def evaluate(
     confidence: float = RANDOM_GROUPS_CONFIDENCE,
     seed: int = 42,
     log: logging.Logger | Any = logging.getLogger(__name__),  # noqa: B008
+    explain: bool = True,
 ) -> Evaluation:
     """Every definition at every date, scored at every origin; the group forecasts.
 
     ``labels``: the clustering run's labels at ``as_of`` (its Insiders cluster is the
     current date's); ``customers``: ``marts.dim_customers`` at ``as_of``, for the
-    entry rules and the in-sample evidence of every definition.
+    entry rules and the in-sample evidence of every definition (``explain=False``:
+    not computed, the caller explains other members).
     """
     dates, origins = inputs.dates, inputs.origins
     if not origins:
@@ -230,6 +264,7 @@ def evaluate(
 
     member_rows, evaluation_rows, forecast_rows, rules, evidence = [], [], [], [], []
     customer_forecast, parameters, posterior = None, {}, {}
+    learned: dict[date, Learned] = {}
     for day in dates["evaluation_date"]:
         if day not in inputs.scores:
             continue
@@ -250,15 +285,12 @@ def evaluate(
             log.info(f"{day}: no decision possible ({error}); date skipped")
             continue
         members = decision.members
-        for definition, ids in members.items():
-            member_rows.append(
-                pd.DataFrame({"customer_id": ids, "member_rank": range(1, len(ids) + 1)}).assign(
-                    evaluation_date=day, definition=definition
-                )
-            )
+        learned[day] = decision.learned
+        member_rows.append(member_frame(day, members))
         forecast_rows += decision.forecasts
         if day == current:
-            rules, evidence = _explain(customers, members, seed)
+            if explain:
+                rules, evidence = explain_members(customers, members, seed)
             if decision.expected_fit is not None:
                 customer_forecast = decision.expected_fit.customers
                 parameters = decision.expected_fit.parameters
@@ -276,35 +308,66 @@ def evaluate(
                 )
             )
     horizon_end = dates.set_index("evaluation_date")["horizon_end"]
-    forecasts = _with_intervals(pd.DataFrame(forecast_rows), origins, horizon_end)
-    evaluation = (
-        pd.concat(evaluation_rows, ignore_index=True)
-        if evaluation_rows
-        else pd.DataFrame(columns=["origin_date", *EVALUATION_COLUMNS])
-    )
-    evaluation = evaluation.assign(horizon_end=evaluation["origin_date"].map(horizon_end))
     members_table = pd.concat(member_rows, ignore_index=True)
-    definitions = definitions_table()
     if customer_forecast is None:
         raise ValueError("no purchase histories at the as-of: build the dbt project first")
     current_end = pd.Timestamp(horizon_end[current]).date()
-    forecasts = forecasts.assign(
+    return Evaluation(
+        definitions=definitions_table(),
+        members=members_table,
+        evaluation=evaluation_table(evaluation_rows, horizon_end),
+        forecasts=forecast_table(forecast_rows, origins, horizon_end, parameters),
+        customer_forecast=customer_forecast.assign(
+            forecast_start=current, forecast_end=current_end
+        ),
+        eligibility_rules=_concat(rules),
+        group_evidence=_concat(evidence),
+        posterior=posterior,
+        learned=learned,
+        parameters=parameters,
+    )
+
+
+def member_frame(day: date, members: Mapping[str, list[str]]) -> pd.DataFrame:
+    """``ml.definition_members`` rows of one date (without run_id and as_of)."""
+    return pd.concat(
+        [
+            pd.DataFrame({"customer_id": ids, "member_rank": range(1, len(ids) + 1)}).assign(
+                evaluation_date=day, definition=definition
+            )
+            for definition, ids in members.items()
+        ],
+        ignore_index=True,
+    )
+
+
+def evaluation_table(rows: list[pd.DataFrame], horizon_end: pd.Series) -> pd.DataFrame:
+    """``ml.definition_evaluation`` from the origins' rows (``evaluate_definitions``
+    with ``origin_date``); ``horizon_end`` by evaluation date."""
+    evaluation = (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else pd.DataFrame(columns=["origin_date", *EVALUATION_COLUMNS])
+    )
+    return evaluation.assign(horizon_end=evaluation["origin_date"].map(horizon_end))
+
+
+def forecast_table(
+    rows: list[dict[str, Any]], origins: set, horizon_end: pd.Series, parameters: dict[str, Any]
+) -> pd.DataFrame:
+    """``ml.group_forecasts`` from every date's group rows (:func:`_group_forecasts`'
+    columns): each row's interval from earlier errors, its horizon's end, the method
+    and the as-of's expected-revenue parameters."""
+    forecasts = _with_intervals(pd.DataFrame(rows), origins, horizon_end)
+    return forecasts.assign(
         horizon_end=forecasts["origin_date"].map(horizon_end),
         interval_method=INTERVAL_METHOD,
         parameters=json.dumps(parameters),
     )
-    return Evaluation(
-        definitions=definitions,
-        members=members_table,
-        evaluation=evaluation,
-        forecasts=forecasts,
-        customer_forecast=customer_forecast.assign(
-            forecast_start=current, forecast_end=current_end
-        ),
-        eligibility_rules=pd.concat(rules, ignore_index=True),
-        group_evidence=pd.concat(evidence, ignore_index=True),
-        posterior=posterior,
-    )
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 @dataclass
@@ -328,6 +391,7 @@ def score_current(
     saved: SavedEvaluation,
     spec: ClusteringConfig,
     seed: int = 42,
+    explain: bool = True,
 ) -> Evaluation:
     """The daily run ("refit monthly, score daily"): the last refit's history kept,
     only the as-of decided again, with the saved expected-revenue parameters.
@@ -355,29 +419,13 @@ def score_current(
     )
     if decision.expected_fit is None:
         raise ValueError("no purchase histories at the as-of: build the dbt project first")
-    members = pd.concat(
-        [
-            saved.members,
-            *[
-                pd.DataFrame({"customer_id": ids, "member_rank": range(1, len(ids) + 1)}).assign(
-                    evaluation_date=current, definition=definition
-                )
-                for definition, ids in decision.members.items()
-            ],
-        ],
-        ignore_index=True,
-    )
+    members = pd.concat([saved.members, member_frame(current, decision.members)], ignore_index=True)
     horizon_end = inputs.dates.set_index("evaluation_date")["horizon_end"]
     current_end = pd.Timestamp(horizon_end[current]).date()
-    fresh = _intervals_from(
-        pd.DataFrame(decision.forecasts), saved.forecasts, set(saved.evaluation["origin_date"])
-    ).assign(
-        horizon_end=current_end,
-        interval_method=INTERVAL_METHOD,
-        parameters=json.dumps(decision.expected_fit.parameters),
+    forecasts = extend_forecasts(
+        saved, decision.forecasts, current_end, decision.expected_fit.parameters
     )
-    forecasts = pd.concat([saved.forecasts, fresh[saved.forecasts.columns]], ignore_index=True)
-    rules, evidence = _explain(customers, decision.members, seed)
+    rules, evidence = explain_members(customers, decision.members, seed) if explain else ([], [])
     return Evaluation(
         definitions=definitions_table(),
         members=members,
@@ -386,10 +434,23 @@ def score_current(
         customer_forecast=decision.expected_fit.customers.assign(
             forecast_start=current, forecast_end=current_end
         ),
-        eligibility_rules=pd.concat(rules, ignore_index=True),
-        group_evidence=pd.concat(evidence, ignore_index=True),
+        eligibility_rules=_concat(rules),
+        group_evidence=_concat(evidence),
         posterior=saved.posterior,
+        learned={current: decision.learned},
+        parameters=decision.expected_fit.parameters,
     )
+
+
+def extend_forecasts(
+    saved: SavedEvaluation, rows: list[dict[str, Any]], end: date, parameters: dict[str, Any]
+) -> pd.DataFrame:
+    """The saved ``ml.group_forecasts`` with the as-of's group rows added, their
+    intervals from the saved errors (the daily run's :func:`forecast_table`)."""
+    fresh = _intervals_from(
+        pd.DataFrame(rows), saved.forecasts, set(saved.evaluation["origin_date"])
+    ).assign(horizon_end=end, interval_method=INTERVAL_METHOD, parameters=json.dumps(parameters))
+    return pd.concat([saved.forecasts, fresh[saved.forecasts.columns]], ignore_index=True)
 
 
 def _intervals_from(new: pd.DataFrame, past: pd.DataFrame, origins: set) -> pd.DataFrame:
@@ -409,7 +470,7 @@ def _intervals_from(new: pd.DataFrame, past: pd.DataFrame, origins: set) -> pd.D
     return _assign_intervals(out, errors)
 
 
-def _explain(
+def explain_members(
     customers: pd.DataFrame, members: dict[str, list[str]], seed: int
 ) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
     """Per definition at the as-of: readable entry rules (what makes a person eligible)
@@ -440,29 +501,53 @@ def _group_forecasts(
     """Each definition's group (and all customers): last-horizon revenue, the adjusted
     forecast, the expected-revenue model's sum and, once the horizon is over, actuals."""
     by_id = scores.assign(customer_id=scores["customer_id"].astype(str)).set_index("customer_id")
-    groups = {**members, "all_customers": by_id.index.tolist()}
+    groups = {**members, ALL_CUSTOMERS: by_id.index.tolist()}
     rows = []
     for group, ids in groups.items():
         part = by_id.loc[ids]
-        naive = float(part["recent_net_revenue"].sum())
         actual = part["horizon_net_revenue"]
         rows.append(
-            {
-                "origin_date": day,
-                "definition": group,
-                "customers": len(ids),
-                "naive_revenue": naive,
-                "trend_factor": adjust.trend_factor,
-                "seasonal_factor": adjust.seasonal_factor,
-                "season_observed": adjust.season_observed,
-                "forecast_revenue": naive * adjust.factor,
-                "model_revenue": None
-                if expected is None
-                else float(expected.reindex(ids).fillna(0.0).sum()),
-                "actual_revenue": None if actual.isna().any() else float(actual.sum()),
-            }
+            group_row(
+                day,
+                group,
+                customers=len(ids),
+                naive=float(part["recent_net_revenue"].sum()),
+                model=None if expected is None else float(expected.reindex(ids).fillna(0.0).sum()),
+                actual=None if actual.isna().any() else float(actual.sum()),
+                adjust=adjust,
+            )
         )
     return rows
+
+
+# The group of every customer known at a date, beside the definitions' groups.
+ALL_CUSTOMERS = "all_customers"
+
+
+def group_row(
+    day: Any,
+    group: str,
+    customers: int,
+    naive: float,
+    model: float | None,
+    actual: float | None,
+    adjust: Adjustment,
+) -> dict[str, Any]:
+    """One group's forecast row at ``day`` from its sums: last-horizon revenue
+    (``naive``), the expected-revenue model's (``model``) and, once over, the horizon's
+    (``actual``)."""
+    return {
+        "origin_date": day,
+        "definition": group,
+        "customers": customers,
+        "naive_revenue": naive,
+        "trend_factor": adjust.trend_factor,
+        "seasonal_factor": adjust.seasonal_factor,
+        "season_observed": adjust.season_observed,
+        "forecast_revenue": naive * adjust.factor,
+        "model_revenue": model,
+        "actual_revenue": actual,
+    }
 
 
 def _with_intervals(forecasts: pd.DataFrame, origins: set, horizon_end: pd.Series) -> pd.DataFrame:
