@@ -35,6 +35,28 @@ from models_py import published
 # which schema each lives in is ``models_py.published.REPORT_TABLES``.
 REPORT_TABLES: tuple[str, ...] = tuple(table for _, table in published.REPORT_TABLES)
 
+# Of the tables with a row per customer the report shows the first members and a
+# scatter of at most PLOT_POINTS customers (every k-th by id): a warehouse read
+# through a mirror (PostgreSQL, Spark) sends only those rows (REPORT_SUMMARIES,
+# portable SQL), not every customer.
+MEMBERS_SHOWN = 10
+PLOT_POINTS = 20_000
+REPORT_SUMMARIES: dict[str, str] = {
+    "insiders.members": "select * from insiders.members "
+    f"order by member_rank, customer_id limit {MEMBERS_SHOWN}",
+    "ml.customer_embedding": f"""
+        with numbered as (
+            select
+                *,
+                row_number() over (order by customer_id) as position,
+                count(*) over () as customers
+            from ml.customer_embedding
+        )
+        select customer_id, x, y, cluster_id, as_of, run_id from numbered
+        where (position - 1) % cast(ceil(customers / {PLOT_POINTS}.0) as bigint) = 0
+    """,
+}
+
 DEFINITION_SECTION = "Which definition of the Insiders, and why (questions 6 and 8)"
 
 SYNTHETIC_BANNER = "SYNTHETIC DEMO DATA — figures are not real"
@@ -166,7 +188,7 @@ def build_report(tables: Mapping[str, pd.DataFrame], title: str = "Insiders repo
         1: [
             Paragraph("The first ten, by rank:"),
             _table(
-                members.head(10)[
+                members.head(MEMBERS_SHOWN)[
                     [
                         "member_rank",
                         "customer_id",
@@ -739,7 +761,17 @@ def _profile_chart(profile: pd.DataFrame) -> bytes:
     )
 
 
+def plot_points(embedding: pd.DataFrame) -> pd.DataFrame:
+    """The customers the scatter shows: every k-th by id, at most PLOT_POINTS (the rule
+    of REPORT_SUMMARIES' query, so the plot is the same whether the warehouse sent
+    every customer or only those)."""
+    ordered = embedding.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    step = max(1, -(-len(ordered) // PLOT_POINTS))
+    return ordered.iloc[::step]
+
+
 def _scatter(embedding: pd.DataFrame, profile: pd.DataFrame) -> bytes:
+    embedding = plot_points(embedding)
     plt, fig, ax = _figure(7, 5)
     names = dict(zip(profile["cluster_id"], profile["cluster_name"], strict=True))
     for cluster_id, group in embedding.groupby("cluster_id"):

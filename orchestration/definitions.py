@@ -54,7 +54,12 @@ from models_py.settings import RANDOM_GROUPS_CONFIDENCE
 from orchestration.bi_snapshot import SNAPSHOT_TABLES, publish_snapshot
 from orchestration.dbt_runner import asset_graph_manifest, dbt_target_path
 from orchestration.dbt_runner import invoke as invoke_dbt
-from orchestration.refit_policy import clustering_refitted, customers_as_of, monthly_refit
+from orchestration.refit_policy import (
+    AS_OF_READ,
+    clustering_refitted,
+    customers_as_of,
+    monthly_refit,
+)
 from orchestration.resources import BiSnapshotResource, BuildSettings, WarehouseResource
 from orchestration.run_control import fail_dead_runs
 from orchestration.segmentation_asset import (
@@ -281,7 +286,7 @@ def customer_segmentation(
     model) and write the labels to ``ml``."""
     refit = config.refit
     if refit is None:  # monthly: refit in a new month, else score with the saved model
-        with warehouse.session(reads=["marts.dim_customers"]) as con:
+        with warehouse.session(reads=[AS_OF_READ]) as con:
             decision = monthly_refit(con, customers_as_of(con))
         context.log.info(f"refit: {decision.refit} ({decision.reason})")
         refit = decision.refit
@@ -371,7 +376,7 @@ def insiders_analytics(
     """
     refit = config.refit
     if refit is None:
-        with warehouse.session(reads=["marts.dim_customers"]) as con:
+        with warehouse.session(reads=[AS_OF_READ]) as con:
             refit = clustering_refitted(con, context.run.run_id)
             if refit is None:  # the clustering did not run in this run
                 refit = monthly_refit(con, customers_as_of(con)).refit

@@ -37,6 +37,7 @@ from models_py.rolling_evaluation import (
 from models_py.settings import RANDOM_GROUPS_CONFIDENCE
 from orchestration.ml_tables import recorded_run, write_tables
 from orchestration.sessions import Warehouse, open_warehouse
+from orchestration.spark import SparkWarehouse
 
 EVALUATION_FEATURES = "intermediate.int_customer_features__evaluations"
 EVALUATION_DATES = "intermediate.int_evaluation_dates"
@@ -69,7 +70,7 @@ def _current_run(
 ) -> tuple[str, Any, ClusteringConfig, dict[str, Any], pd.DataFrame]:
     """The clustering run whose labels are current: run_id, as_of, its settings, its
     chosen model and its labels."""
-    with open_warehouse(warehouse) as con:
+    with open_warehouse(warehouse, reads=["ml.customer_segments"]) as con:
         labels = con.execute("select * exclude (model) from ml.customer_segments").df()
         run = recorded_run(con, str(labels["run_id"].iloc[0])) if not labels.empty else None
     if run is None or not run.chosen:
@@ -255,7 +256,7 @@ def read_current_inputs(warehouse: Warehouse, as_of: Any) -> EvaluationInputs:
 def read_saved(warehouse: Warehouse) -> SavedEvaluation | None:
     """The last refitting run's parameters and its rows of the dates before its as-of,
     or None when no run has recorded parameters (``ml.forecast_parameters`` is empty)."""
-    with open_warehouse(warehouse) as con:
+    with open_warehouse(warehouse, reads=["ml.definition_members"]) as con:
         parameters = con.execute(
             "select run_id, as_of, model, parameter, value from ml.forecast_parameters"
         ).df()
@@ -292,6 +293,26 @@ def read_saved(warehouse: Warehouse) -> SavedEvaluation | None:
     )
 
 
+def saved_or_refit(
+    warehouse: Warehouse, refit: bool, current: date, log: logging.Logger | Any
+) -> SavedEvaluation | None:
+    """What a daily run (``refit=False``) scores with, or None to refit: also when no
+    refit saved parameters yet, or the saved ones are of a later as-of (with a warning)."""
+    saved = None if refit else read_saved(warehouse)
+    if not refit and saved is None:
+        log.warning(
+            "refit: false, but no analytics run has saved forecast parameters yet"
+            " (ml.forecast_parameters is empty): refitting"
+        )
+    elif saved is not None and saved.as_of > current:
+        log.warning(
+            f"refit: false, but the saved parameters are of {saved.as_of}, after the as-of"
+            f" {current}: refitting"
+        )
+        saved = None
+    return saved
+
+
 def _parameter_rows(posterior: dict[str, dict[str, float]]) -> pd.DataFrame:
     """``ml.forecast_parameters`` rows (without run_id and as_of) of a posterior."""
     return pd.DataFrame(
@@ -321,21 +342,16 @@ def run_rolling_evaluation(
     expected revenue scored with the saved parameters (:func:`score_current`); with no
     saved parameters, or ones from after the as-of, it refits with a warning.
     """
+    if isinstance(warehouse, SparkWarehouse):
+        from orchestration.spark_evaluation import run_evaluation_on_spark
+
+        metadata = run_evaluation_on_spark(warehouse, n_random, confidence, seed, log, refit)
+        if metadata is not None:
+            return metadata  # more customers than the sample: decided in Spark
     run_id, as_of, clustering, chosen, labels = _current_run(warehouse)
     current = pd.Timestamp(as_of).date()
     spec = refit_specification(clustering, chosen)
-    saved = None if refit else read_saved(warehouse)
-    if not refit and saved is None:
-        log.warning(
-            "refit: false, but no analytics run has saved forecast parameters yet"
-            " (ml.forecast_parameters is empty): refitting"
-        )
-    elif saved is not None and saved.as_of > current:
-        log.warning(
-            f"refit: false, but the saved parameters are of {saved.as_of}, after the as-of"
-            f" {current}: refitting"
-        )
-        saved = None
+    saved = saved_or_refit(warehouse, refit, current, log)
     customers = _read_customers(warehouse)
     started = time.perf_counter()
     if saved is None:

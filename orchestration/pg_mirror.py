@@ -158,11 +158,15 @@ def mirror(
             with pg.transaction():
                 ensure_ml_tables(pg, postgres=True)
             ensure_ml_tables(duck)
-            for table in ML_COLUMNS:
-                pull(pg, duck, f"ml.{table}", folder)
+            summaries = {item[0]: item[1] for item in reads if isinstance(item, tuple)}
+            for table in ML_COLUMNS:  # an ml table asked as a summary: only its rows
+                pull(pg, duck, f"ml.{table}", folder, summaries.get(f"ml.{table}"))
             for item in reads:
                 relation, query = item if isinstance(item, tuple) else (item, None)
-                if query is not None or relation_exists(pg, relation):
+                if relation.startswith("ml.") and relation.removeprefix("ml.") in ML_COLUMNS:
+                    continue
+                summary = query is not None and "." in relation  # of that relation
+                if (query is not None and not summary) or relation_exists(pg, relation):
                     pull(pg, duck, relation, folder, query)
             before = {t: fingerprint(duck, t) for t in ML_COLUMNS} if write else {}
             pg.commit()  # no transaction stays open while the step computes

@@ -49,6 +49,11 @@ def monthly_refit(con: duckdb.DuckDBPyConnection, as_of: date | None) -> RefitDe
     )
 
 
+# What the refit decision reads of the customers (``open_warehouse`` reads): their
+# as-of, one row computed by the warehouse, not every customer copied to a mirror.
+AS_OF_READ = ("marts.dim_customers", "select max(as_of) as as_of from marts.dim_customers")
+
+
 def customers_as_of(con: duckdb.DuckDBPyConnection) -> date | None:
     """The as-of date of ``marts.dim_customers`` (None when it is empty or missing)."""
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from models_py.published import REPORT_TABLES
-from models_py.report import Report, build_report
+from models_py.report import REPORT_SUMMARIES, Report, build_report
 from orchestration.sessions import Warehouse, open_warehouse
 
 
@@ -30,7 +30,11 @@ class WrittenReport:
 def read_report_tables(warehouse: Warehouse) -> dict[str, pd.DataFrame]:
     """The marts the report lays out (``models_py.published.REPORT_TABLES``), by table
     name, read in one short connection."""
-    with open_warehouse(warehouse, reads=[f"{s}.{t}" for s, t in REPORT_TABLES]) as con:
+    reads = [
+        (f"{s}.{t}", REPORT_SUMMARIES[f"{s}.{t}"]) if f"{s}.{t}" in REPORT_SUMMARIES else f"{s}.{t}"
+        for s, t in REPORT_TABLES
+    ]
+    with open_warehouse(warehouse, reads=reads) as con:
         return {
             table: con.execute(f"select * from {schema}.{table}").df()
             for schema, table in REPORT_TABLES

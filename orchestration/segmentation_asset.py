@@ -122,25 +122,32 @@ def run_segmentation(
 
     with open_warehouse(warehouse, write=True) as con:
         write_segmentation(
-            con,
-            SegmentationWrite(
-                run_id=run_id,
-                as_of=as_of_customers,
-                model=outcome.model_name,
-                model_path=model_path,
-                model_sha256=sha256,
-                refit=outcome.refitted,
-                labels=outcome.labels,
-                candidates=outcome.candidates,
-                embedding=outcome.embedding,
-                centroids=outcome.centroids,
-                config=outcome.config.to_dict(),
-                chosen=outcome.chosen,
-                stability_ari=outcome.stability_ari,
-            ),
+            con, segmentation_write(outcome, run_id, as_of_customers, model_path, sha256)
         )
         keep = recent_model_names(con, config.keep_models)
     return finish(outcome, directory, model_path, keep, config.keep_models, as_of_customers, log)
+
+
+def segmentation_write(
+    outcome: Segmentation, run_id: str, as_of: date, model_path: str, sha256: str | None
+) -> SegmentationWrite:
+    """What a run writes to ``ml``, from its fit's (or scoring's) outcome; shared by the
+    DuckDB/PostgreSQL step and the Spark one."""
+    return SegmentationWrite(
+        run_id=run_id,
+        as_of=as_of,
+        model=outcome.model_name,
+        model_path=model_path,
+        model_sha256=sha256,
+        refit=outcome.refitted,
+        labels=outcome.labels,
+        candidates=outcome.candidates,
+        embedding=outcome.embedding,
+        centroids=outcome.centroids,
+        config=outcome.config.to_dict(),
+        chosen=outcome.chosen,
+        stability_ari=outcome.stability_ari,
+    )
 
 
 def fit_or_score(

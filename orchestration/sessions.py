@@ -6,8 +6,8 @@ of the ``ml`` schema, whose changed ``ml`` tables go back to PostgreSQL in one
 transaction when the step's block ends (``orchestration.pg_mirror``); on Spark the same,
 the changed ``ml`` tables written by Spark as new versions and switched in
 (``orchestration.spark_mirror``). So the steps' SQL is written once. The steps whose
-inputs grow with the customers (the clustering) have a Spark path of their own that
-keeps the customers where they are (``orchestration.spark_segmentation``).
+inputs grow with the customers have a Spark path of their own that keeps the customers
+where they are (``orchestration.spark_segmentation``, ``orchestration.spark_evaluation``).
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ def open_warehouse(
     """A connection for one step's block: ``reads`` names the relations the block reads
     besides ``ml.*`` (on DuckDB every relation is there anyway), or gives (name, query)
     pairs: the query, portable SQL, is computed by the warehouse (on PostgreSQL, by
-    the server) and its rows are read as ``name``. With ``write`` the block may change
-    ``ml`` tables (through ``ml_tables.write_tables``)."""
+    the server) and its rows are read as ``name``. A pair named after a relation of
+    the warehouse (``schema.name``) is a summary of it: a mirror copies only the
+    query's rows under that name (none when the relation does not exist), DuckDB
+    reads the relation itself. With ``write`` the block may change ``ml`` tables
+    (through ``ml_tables.write_tables``)."""
     if isinstance(warehouse, PgWarehouse):
         from orchestration.pg_mirror import mirror
 
@@ -55,7 +58,7 @@ def open_warehouse(
     try:
         ensure_ml_tables(con)
         for item in reads:
-            if isinstance(item, tuple):  # our own constant SQL, not outside input
+            if isinstance(item, tuple) and "." not in item[0]:  # our own constant SQL
                 con.execute(f"create or replace temp view {item[0]} as {item[1]}")
         yield con
     finally:

@@ -85,6 +85,9 @@ class SparkWarehouse:
     (``spark/`` beside the ``--warehouse`` path); the tables live in :attr:`tables`."""
 
     local: Path
+    # The name of a Spark temporary view of ``customer_id``s: the driver-side steps then
+    # read only those customers' rows (a sample; ``orchestration.spark_evaluation``).
+    sample: str | None = None
 
     @property
     def parent(self) -> Path:

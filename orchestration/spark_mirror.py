@@ -8,9 +8,12 @@ computed by Spark (a portable query is Spark SQL) and arrives as Arrow
 written by Spark as a new version and switched in (``orchestration.spark_ml``): readers
 of Spark see the previous run's rows until the switch, and a failure leaves them.
 
-What grows with the customers does not come through here on Spark: the clustering
-fits on a sample and labels every customer in Spark's tasks
-(``orchestration.spark_segmentation``).
+What grows with the customers does not come through here on Spark: the ``ml`` tables
+with a row per customer come only when a step names them, the clustering fits on a
+sample and labels every customer in Spark's tasks (``orchestration.spark_segmentation``),
+and beyond the sample the evaluation learns on the sample and decides for everyone in
+Spark (``orchestration.spark_evaluation``; its reads here are the sample's rows: a
+warehouse with ``sample`` set filters every relation with a ``customer_id``).
 """
 
 from __future__ import annotations
@@ -53,10 +56,12 @@ def pull(
     duck: duckdb.DuckDBPyConnection,
     relation: str,
     query: str | None = None,
+    sample: str | None = None,
 ) -> int:
     """Copy ``relation`` of Spark (or ``query``'s rows) into the DuckDB table of the
     same ``schema.name``; the number of rows. An existing DuckDB table of that name
-    takes the rows by column name (its types rule)."""
+    takes the rows by column name (its types rule). With ``sample`` (a temporary view
+    of customer ids) a relation with a ``customer_id`` brings only their rows."""
     schema, _, name = relation.rpartition(".")
     schema = schema or "main"
     if query is None:
@@ -64,6 +69,8 @@ def pull(
         frame = spark.table(f"{schema}.{name}")
     else:
         frame = spark.sql(query)
+    if sample is not None and "customer_id" in frame.columns:
+        frame = frame.join(spark.table(sample), "customer_id", "left_semi")
     rows = naive_timestamps(frame.toArrow())
     duck.execute(f"create schema if not exists {schema}")
     duck.register("pulled_rows", rows)
@@ -126,13 +133,12 @@ def mirror(
     reads: Sequence[str | tuple[str, str]] = (),
     write: bool = False,
     run_id: str = "step",
-    per_customer: bool = True,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB holding the ``ml`` tables and ``reads`` (names, or (name,
     portable query) pairs computed by Spark); with ``write``, the ``ml`` tables the
-    block changed are written back to Spark when it ends without error. Without
-    ``per_customer`` the ``ml`` tables with a row per customer are left out (unless
-    ``reads`` names them): a step that reads only the runs' history."""
+    block changed are written back to Spark when it ends without error. The ``ml``
+    tables with a row per customer come only when ``reads`` names them (or the block
+    writes): a step that reads the runs' history does not copy every customer."""
     spark = warehouse.session()
     ensure_spark_ml_tables(spark, warehouse)
     with tempfile.TemporaryDirectory(prefix="insiders-spark-") as tmp:
@@ -140,21 +146,25 @@ def mirror(
         try:
             ensure_ml_tables(duck)
             named = {item if isinstance(item, str) else item[0] for item in reads}
+            summaries = {item[0]: item[1] for item in reads if isinstance(item, tuple)}
             for table in ML_COLUMNS:
-                skip = not (per_customer or write) and f"ml.{table}" not in named
-                if table in PER_CUSTOMER and skip:
+                if table in PER_CUSTOMER and not write and f"ml.{table}" not in named:
                     continue  # a row per customer: only when the step reads it
                 table_frame(spark, table)  # refreshed: another step may have switched it
-                pull(spark, duck, f"ml.{table}")
+                query = summaries.get(f"ml.{table}")  # asked as a summary: only its rows
+                pull(spark, duck, f"ml.{table}", query, sample=warehouse.sample)
             for item in reads:
                 relation, query = item if isinstance(item, tuple) else (item, None)
                 if relation.startswith("ml.") and relation.removeprefix("ml.") in ML_COLUMNS:
                     continue
-                if query is not None or relation_exists(spark, relation):
-                    pull(spark, duck, relation, query)
+                summary = query is not None and "." in relation  # of that relation
+                if (query is not None and not summary) or relation_exists(spark, relation):
+                    pull(spark, duck, relation, query, sample=warehouse.sample)
             before = {t: fingerprint(duck, t) for t in ML_COLUMNS} if write else {}
             yield duck
             if write:
+                if warehouse.sample is not None:
+                    raise ValueError("a sampled mirror is read-only")
                 changed = [t for t in ML_COLUMNS if fingerprint(duck, t) != before[t]]
                 if changed:
                     push(spark, warehouse, duck, changed, run_id)

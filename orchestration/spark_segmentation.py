@@ -31,7 +31,6 @@ import pandas as pd
 
 from models_py.model_store import models_dir
 from orchestration.ml_tables import (
-    SegmentationWrite,
     latest_model_run,
     read_previous_centroids,
     recent_model_names,
@@ -163,6 +162,7 @@ def run_segmentation_on_spark(
         _as_date,
         finish,
         fit_or_score,
+        segmentation_write,
         why_no_customers,
     )
     from orchestration.spark_ml import switch_tables, table_frame, write_versions
@@ -179,7 +179,7 @@ def run_segmentation_on_spark(
     customers = spark.table("marts.dim_customers")
     sample = stratified_sample(customers, clustering.sample_size, clustering.seed, total)
     log.info(f"clustering: {len(sample)} of {total} customers sampled to the driver")
-    with mirror(warehouse, per_customer=False) as con:
+    with mirror(warehouse) as con:
         previous = read_previous_centroids(con)
         saved_run = None if config.refit else latest_model_run(con)
 
@@ -195,21 +195,7 @@ def run_segmentation_on_spark(
         F.lit(outcome.model_name).alias("model"),
     )  # fmt: skip
     embedding = labelled.select(ID_COLUMN, "x", "y", "cluster_id", *stamp)
-    write = SegmentationWrite(
-        run_id=run_id,
-        as_of=as_of_customers,
-        model=outcome.model_name,
-        model_path=model_path,
-        model_sha256=sha256,
-        refit=outcome.refitted,
-        labels=outcome.labels,
-        candidates=outcome.candidates,
-        embedding=outcome.embedding,
-        centroids=outcome.centroids,
-        config=outcome.config.to_dict(),
-        chosen=outcome.chosen,
-        stability_ari=outcome.stability_ari,
-    )
+    write = segmentation_write(outcome, run_id, as_of_customers, model_path, sha256)
     # The labels are written first (a version nobody reads yet), so the run's counts
     # come from them; every table is switched at the end.
     written = write_versions(spark, warehouse, {"customer_segments": segments}, run_id)
@@ -230,7 +216,7 @@ def run_segmentation_on_spark(
     # History tables are read and rewritten: materialise before their switch.
     written.update(write_versions(spark, warehouse, frames, run_id))
     switch_tables(spark, warehouse, written)
-    with mirror(warehouse, per_customer=False) as con:
+    with mirror(warehouse) as con:
         keep = recent_model_names(con, config.keep_models)
     metadata = finish(
         outcome, directory, model_path, keep, config.keep_models, as_of_customers, log

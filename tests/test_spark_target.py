@@ -164,6 +164,193 @@ def test_the_run_is_quiet(runs: dict) -> None:
     assert (runs["spark"].parent / "logs" / "spark.log").is_file()
 
 
+# --- more customers than the sample: decided in Spark, not on the driver ------------
+
+SAMPLE = 150  # of the demo's 298 customers
+
+
+@pytest.fixture(scope="module")
+def beyond_sample(runs: dict) -> dict:
+    """The clustering and the evaluation again with ``sample_size`` 150: the models
+    are learned on 150 customers and applied to all 298 in Spark. Every frame that
+    comes to the driver (``collect``, ``toPandas``, ``toArrow``) is recorded."""
+    import logging
+
+    # The classic (in-process) DataFrame: its methods override the facade's.
+    from pyspark.sql.classic.dataframe import DataFrame
+
+    from orchestration.insiders_steps import run_rolling_evaluation
+    from orchestration.segmentation_asset import SegmentationConfig
+    from orchestration.spark_segmentation import run_segmentation_on_spark
+
+    warehouse = runs["spark"]
+    seen: list[int] = []
+    originals = {name: getattr(DataFrame, name) for name in ("collect", "toPandas", "toArrow")}
+
+    def spy(name: str):  # type: ignore[no-untyped-def]
+        def call(self: DataFrame, *args: object, **kwargs: object) -> object:
+            if "customer_id" in self.columns:
+                seen.append(originals["toArrow"](self.select("customer_id").distinct()).num_rows)
+            return originals[name](self, *args, **kwargs)
+
+        return call
+
+    log = logging.getLogger("beyond_sample")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in originals:
+            patch.setattr(DataFrame, name, spy(name))
+        config = SegmentationConfig(sample_size=SAMPLE)
+        clustering = run_segmentation_on_spark(warehouse, config, "beyond-sample", log)
+        refit = run_rolling_evaluation(warehouse, 200, seed=42, log=log, refit=True)
+    tables = {t: _spark_rows(warehouse, f"ml.{t}") for t in _EVALUATION_TABLES}
+    with pytest.MonkeyPatch.context() as patch:
+        for name in originals:
+            patch.setattr(DataFrame, name, spy(name))
+        daily = run_rolling_evaluation(warehouse, 200, seed=42, log=log, refit=False)
+    after = {t: _spark_rows(warehouse, f"ml.{t}") for t in _EVALUATION_TABLES}
+    return {
+        "clustering": clustering, "refit": refit, "daily": daily, "tables": tables,
+        "after": after, "seen": seen,
+    }  # fmt: skip
+
+
+_EVALUATION_TABLES = (
+    "customer_segments", "definition_members", "definition_evaluation", "group_forecasts",
+    "customer_forecast", "forecast_parameters", "eligibility_rules", "group_evidence",
+)  # fmt: skip
+
+
+def test_beyond_the_sample_no_frame_of_every_customer_reaches_the_driver(
+    beyond_sample: dict,
+) -> None:
+    assert beyond_sample["clustering"]["sampled_customers"] == SAMPLE
+    assert beyond_sample["refit"]["sampled_customers"] == SAMPLE
+    assert beyond_sample["refit"]["customers"] == 298
+    assert beyond_sample["seen"], "the spy saw the driver's reads"
+    assert max(beyond_sample["seen"]) <= SAMPLE, sorted(beyond_sample["seen"])[-5:]
+
+
+def _duck_scores(runs: dict, day: object) -> pd.DataFrame:
+    """The DuckDB reference's scores at ``day`` (dbt's, the same on both targets)."""
+    con = duckdb.connect(str(runs["duck"]), read_only=True, config=DUCKDB_CONFIG)
+    try:
+        return con.execute(
+            "select customer_id, past_net_revenue::double as past, "
+            "recent_net_revenue::double as recent, recency_weighted_revenue::double as rw, "
+            "rfm_points::double as rfm, horizon_net_revenue::double as horizon "
+            "from intermediate.int_customer_scores__evaluations where evaluation_date = ?",
+            [day],
+        ).df()
+    finally:
+        con.close()
+
+
+def _top(frame: pd.DataFrame, score: str, n: int) -> list[str]:
+    ordered = frame.assign(score=frame[score].fillna(-np.inf)).sort_values(
+        ["score", "past", "customer_id"], ascending=[False, False, True]
+    )
+    return ordered["customer_id"].astype(str).head(n).tolist()
+
+
+def test_beyond_the_sample_every_customer_is_ranked_as_select_members_ranks(
+    runs: dict, beyond_sample: dict
+) -> None:
+    """At the as-of every definition picks as many customers as the clustering's
+    Insiders among ALL 298 (not the sample), ranked as on DuckDB: by score, then past
+    revenue, then id. Expected from the DuckDB reference's scores with pandas."""
+    tables = beyond_sample["tables"]
+    segments, members = tables["customer_segments"], tables["definition_members"]
+    as_of = segments["as_of"].iloc[0]
+    current = members[members["evaluation_date"] == as_of]
+    insiders = set(segments.loc[segments["is_insider"], "customer_id"])
+    n = len(insiders)
+    assert 0 < n < 298
+    cluster = current[current["definition"] == "insiders_cluster"]
+    assert set(cluster["customer_id"]) == insiders
+    scores = _duck_scores(runs, as_of)
+    assert len(scores) == 298
+    scores = scores.assign(plus=scores["past"] + scores["recent"])
+    forecast = tables["customer_forecast"].set_index("customer_id")["expected_revenue"]
+    scores["expected"] = scores["customer_id"].map(forecast).fillna(0.0)
+    for definition, score in {
+        "top_past_revenue": "past",
+        "rfm_champions": "rfm",
+        "recency_weighted_revenue": "rw",
+        "past_plus_recent_revenue": "plus",
+        "expected_revenue": "expected",
+    }.items():
+        got = current[current["definition"] == definition].sort_values("member_rank")
+        assert got["customer_id"].tolist() == _top(scores, score, n), definition
+        assert got["member_rank"].tolist() == list(range(1, n + 1))
+    assert len(current[current["definition"] == "trained_revenue_model"]) == n
+    # The forecast is every customer's, not the sample's.
+    assert len(tables["customer_forecast"]) == 298
+
+
+def test_beyond_the_sample_shares_and_forecasts_are_the_whole_populations(
+    runs: dict, beyond_sample: dict
+) -> None:
+    """Each origin's share is its members' horizon revenue over every customer's, and
+    each group forecast's customers and naive revenue are sums over all of them."""
+    tables = beyond_sample["tables"]
+    members, evaluation = tables["definition_members"], tables["definition_evaluation"]
+    forecasts = tables["group_forecasts"]
+    assert not evaluation.empty
+    for row in evaluation.itertuples():
+        scores = _duck_scores(runs, row.origin_date).set_index("customer_id")
+        assert row.customers_known == len(scores)
+        assert row.total_horizon_revenue == pytest.approx(scores["horizon"].sum())
+        if row.definition == "random":
+            assert row.share_of_horizon_revenue == pytest.approx(row.members / len(scores))
+            assert row.share_low < row.share_of_horizon_revenue < row.share_high
+            continue
+        ids = members[
+            (members["evaluation_date"] == row.origin_date)
+            & (members["definition"] == row.definition)
+        ]["customer_id"]
+        assert row.members == len(ids)
+        assert row.horizon_revenue == pytest.approx(scores["horizon"].reindex(ids).sum())
+    for row in forecasts.itertuples():
+        scores = _duck_scores(runs, row.origin_date).set_index("customer_id")
+        if row.definition == "all_customers":
+            ids = scores.index
+        else:
+            ids = members[
+                (members["evaluation_date"] == row.origin_date)
+                & (members["definition"] == row.definition)
+            ]["customer_id"]
+        assert row.customers == len(ids), (row.origin_date, row.definition)
+        assert row.naive_revenue == pytest.approx(scores["recent"].reindex(ids).sum())
+        assert row.lower_bound <= row.forecast_revenue <= row.upper_bound
+
+
+def test_beyond_the_sample_the_rules_are_learned_on_the_sample(beyond_sample: dict) -> None:
+    rules, evidence = (
+        beyond_sample["tables"]["eligibility_rules"],
+        beyond_sample["tables"]["group_evidence"],
+    )
+    assert not rules.empty and not evidence.empty
+    assert "top_past_revenue" in set(rules["definition"])
+
+
+def test_beyond_the_sample_a_daily_run_keeps_the_refits_history(beyond_sample: dict) -> None:
+    """``refit: false``: the dates before the refit's as-of keep their members, shares
+    and parameters; the as-of is decided again (the same data: the same members)."""
+    before, after = beyond_sample["tables"], beyond_sample["after"]
+    assert beyond_sample["daily"]["refit"] is False
+    key = ["evaluation_date", "definition", "customer_id"]
+    columns = [*key, "member_rank"]
+    assert_frames_equal(
+        before["definition_members"][columns], after["definition_members"][columns], key
+    )
+    for table, key in (
+        ("definition_evaluation", ["origin_date", "definition"]),
+        ("forecast_parameters", ["model", "parameter"]),
+    ):
+        keep = [c for c in before[table].columns if c != "run_id"]
+        assert_frames_equal(before[table][keep], after[table][keep], key)
+
+
 def test_ml_tables_switch_whole_versions(runs: dict) -> None:
     """A write that fails before its switch leaves the table as it was; a write that
     succeeds replaces it whole, and old versions are pruned to the previous one."""
@@ -173,12 +360,13 @@ def test_ml_tables_switch_whole_versions(runs: dict) -> None:
     warehouse = runs["spark"]
     spark = session(warehouse)
     before = spark.table("ml.segmentation_runs").toArrow().to_pandas()
-    assert len(before) == 1
+    runs_before = len(before)
+    assert runs_before >= 1
     bad = spark.table("ml.segmentation_runs").drop("model")
     with pytest.raises(ValueError, match="missing columns"):
         write_versions(spark, warehouse, {"segmentation_runs": bad}, "broken")
     spark.sql("refresh table ml.segmentation_runs")
-    assert len(spark.table("ml.segmentation_runs").toArrow()) == 1
+    assert len(spark.table("ml.segmentation_runs").toArrow()) == runs_before
     doubled = spark.table("ml.segmentation_runs").unionByName(spark.table("ml.segmentation_runs"))
     for attempt in range(3):
         replace_tables(spark, warehouse, {"segmentation_runs": doubled}, f"t{attempt}")
@@ -186,6 +374,6 @@ def test_ml_tables_switch_whole_versions(runs: dict) -> None:
             spark.table("ml.segmentation_runs").limit(1)
         )
     spark.sql("refresh table ml.segmentation_runs")
-    assert spark.table("ml.segmentation_runs").count() == 4
+    assert spark.table("ml.segmentation_runs").count() == 2 * runs_before + 2
     versions = Path(warehouse.tables) / VERSIONS_DIR / "segmentation_runs"
     assert len([p for p in versions.iterdir() if p.is_dir()]) == 2
