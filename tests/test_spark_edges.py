@@ -52,11 +52,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkWarehou
 
 
 def _location(warehouse: SparkWarehouse, table: str) -> Path:
-    spark = session(warehouse)
-    for row in spark.sql(f"describe table extended ml.{table}").collect():
-        if row[0] == "Location":
-            return Path(str(row[1]).removeprefix("file:"))
-    raise AssertionError(f"ml.{table} has no location")
+    location = spark_ml.current_location(session(warehouse), warehouse, table)
+    return Path(location.removeprefix("file:"))
 
 
 def test_ml_pruning_keeps_the_version_readers_are_still_in(warehouse: SparkWarehouse) -> None:
@@ -75,6 +72,65 @@ def test_ml_pruning_keeps_the_version_readers_are_still_in(warehouse: SparkWareh
     spark_ml.replace_tables(spark, warehouse, {table: empty}, "run-three")
     assert _location(warehouse, table) != in_use
     assert in_use.is_dir(), f"the version readers were in was deleted: {in_use}"
+
+
+def test_a_steps_tables_switch_together(warehouse: SparkWarehouse) -> None:
+    """The issue: ``ml`` tables are written "atomically per run (write under the run
+    id, then switch)". Versions written and registered stay invisible until the ONE
+    pointer switch; then every table of the step shows its new rows at once."""
+    from pyspark.sql import functions as F
+
+    spark = session(warehouse)
+    spark_ml.ensure_ml_tables(spark, warehouse)
+    tables = ("insiders_definitions", "model_selection")
+
+    def rows(table: str) -> int:
+        return spark_ml.table_frame(spark, table).count()
+
+    empty = {t: spark.createDataFrame([], spark_ml.spark_schema(t)) for t in tables}
+    spark_ml.replace_tables(spark, warehouse, empty, "empty")
+    assert [rows(t) for t in tables] == [0, 0]
+    from orchestration.ml_tables import ML_COLUMNS
+
+    selection = spark_ml.spark_schema("model_selection")
+    filled = {
+        "insiders_definitions": spark.range(3).select(
+            F.col("id").cast("string").alias("definition"),
+            F.lit("text").alias("description"),
+            F.col("id").cast("int").alias("sort_order"),
+            F.current_date().alias("as_of"),
+            F.lit("r").alias("run_id"),
+        ),
+        "model_selection": spark.createDataFrame(
+            [tuple(None for _ in ML_COLUMNS["model_selection"])], selection
+        ),
+    }
+    written = spark_ml.write_versions(spark, warehouse, filled, "two-tables")
+    for table, location in written.items():  # registered, as a run killed here leaves
+        spark_ml._add_version(spark, table, location)
+    assert [rows(t) for t in tables] == [0, 0], "nothing shows before the switch"
+    spark_ml.switch_tables(spark, warehouse, written)
+    assert [rows(t) for t in tables] == [3, 1]
+
+
+def test_an_older_layouts_ml_table_is_kept_as_its_first_version(
+    warehouse: SparkWarehouse,
+) -> None:
+    """A warehouse of the earlier layout has ``ml.<table>`` as a table of its own
+    (here without a column added since): its rows become the view's first version,
+    the missing column null, whether the table was managed or not."""
+    spark = session(warehouse)
+    spark_ml.ensure_ml_tables(spark, warehouse)
+    spark.sql("drop view ml.insiders_definitions")
+    spark.sql(
+        "create table ml.insiders_definitions using parquet as select 'a' as definition, "
+        "'words' as description, current_date() as as_of, 'old' as run_id"
+    )
+    spark_ml.ensure_ml_tables(spark, warehouse)
+    rows = spark_ml.table_frame(spark, "insiders_definitions").collect()
+    assert [(r["definition"], r["run_id"], r["sort_order"]) for r in rows] == [("a", "old", None)]
+    kinds = {t.name: t.tableType for t in spark.catalog.listTables("ml")}
+    assert kinds["insiders_definitions"] == "VIEW"
 
 
 # --- the command line: one line, rc 2, for a Spark that cannot be used -------------
