@@ -613,26 +613,7 @@ def _spark_ratio_tables(runs: list[RunFigures]) -> str:
             "|:--|" + "--:|" * 5,
         ]
         for name in [*stage_names(a_runs + b_runs), "total"]:
-            if name == "total":
-                a = _mean([r.total_seconds for r in a_runs])
-                b = _mean([r.total_seconds for r in b_runs])
-                memory = [max(r.peak_bytes for r in a_runs), max(r.peak_bytes for r in b_runs)]
-            else:
-                a_stages, b_stages = _stages(a_runs, name), _stages(b_runs, name)
-                a = _mean([st.seconds for st in a_stages])
-                b = _mean([st.seconds for st in b_stages])
-                memory = [
-                    _max([st.peak_bytes for st in a_stages]),
-                    _max([st.peak_bytes for st in b_stages]),
-                ]
-            cells = [
-                "" if a is None else f"{a:.1f}",
-                "" if b is None else f"{b:.1f}",
-                f"{b / a:.1f}" if a and b is not None else "",
-                *[_gib(m) for m in memory],
-            ]
-            label = "**total**" if name == "total" else name
-            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+            rows.append(_ratio_row(name, a_runs, b_runs, digits=1, server=False))
         tables.append("\n".join(rows))
     return "\n\n".join(tables)
 
@@ -653,35 +634,37 @@ def _postgres_ratio_tables(runs: list[RunFigures]) -> str:
             "|:--|" + "--:|" * 7,
         ]
         for name in [*stage_names(ok), "total"]:
-            if name == "total":
-                a = _mean([r.total_seconds for r in duck])
-                b = _mean([r.total_seconds for r in pg])
-                memory = [
-                    max(r.peak_bytes for r in duck),
-                    max(r.peak_bytes for r in pg),
-                    _max([r.server_backends_peak_bytes for r in pg]),
-                    _max([r.server_pss_peak_bytes for r in pg]),
-                ]
-            else:
-                a_stages, b_stages = _stages(duck, name), _stages(pg, name)
-                a = _mean([st.seconds for st in a_stages])
-                b = _mean([st.seconds for st in b_stages])
-                memory = [
-                    _max([st.peak_bytes for st in a_stages]),
-                    _max([st.peak_bytes for st in b_stages]),
-                    _max([st.server_backends_peak_bytes for st in b_stages]),
-                    _max([st.server_pss_peak_bytes for st in b_stages]),
-                ]
-            cells = [
-                "" if a is None else f"{a:.1f}",
-                "" if b is None else f"{b:.1f}",
-                f"{b / a:.2f}" if a and b is not None else "",
-                *[_gib(m) for m in memory],
-            ]
-            label = "**total**" if name == "total" else name
-            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+            rows.append(_ratio_row(name, duck, pg, digits=2, server=True))
         tables.append("\n".join(rows))
     return "\n\n".join(tables)
+
+
+def _ratio_row(
+    name: str, a_runs: list[RunFigures], b_runs: list[RunFigures], digits: int, server: bool
+) -> str:
+    """One row of a ratio table: stage ``name``'s (or the total's) mean seconds on each
+    side, their ratio to ``digits`` decimals, each side's largest peak and, with
+    ``server``, the second side's database backends and server peaks."""
+    total = name == "total"
+    a_items = a_runs if total else _stages(a_runs, name)
+    b_items = b_runs if total else _stages(b_runs, name)
+    field = "total_seconds" if total else "seconds"
+    a = _mean([getattr(x, field) for x in a_items])
+    b = _mean([getattr(x, field) for x in b_items])
+    memory = [_max([x.peak_bytes for x in a_items]), _max([x.peak_bytes for x in b_items])]
+    if server:
+        memory += [
+            _max([x.server_backends_peak_bytes for x in b_items]),
+            _max([x.server_pss_peak_bytes for x in b_items]),
+        ]
+    cells = [
+        "" if a is None else f"{a:.1f}",
+        "" if b is None else f"{b:.1f}",
+        f"{b / a:.{digits}f}" if a and b is not None else "",
+        *[_gib(m) for m in memory],
+    ]
+    label = "**total**" if total else name
+    return f"| {label} | " + " | ".join(cells) + " |"
 
 
 def _stages(runs: list[RunFigures], name: str) -> list[Stage]:
