@@ -215,9 +215,9 @@ class RunFigures:
     server: dict[str, str] = field(default_factory=dict)  # the server's settings
 
 
-def tree_pids(root: int) -> list[int]:
-    """``root`` and all its descendants (the JVM and its Python workers on Spark)."""
-    parents: dict[int, int] = {}
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every process's (parent pid, resident bytes), from one pass over /proc."""
+    found: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -226,13 +226,28 @@ def tree_pids(root: int) -> list[int]:
                 stat = handle.read()
         except OSError:  # gone since the listing
             continue
-        parents[int(entry.name)] = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        # The command name is in parentheses and may hold spaces: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        found[int(entry.name)] = (int(fields[1]), int(fields[21]) * PAGE)
+    return found
+
+
+def _tree(root: int, processes: dict[int, tuple[int, int]]) -> list[int]:
+    """``root`` and all its descendants among ``processes``, parents before children."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in processes.items():
+        children.setdefault(parent, []).append(pid)
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
         found.append(pid)
-        todo.extend(child for child, parent in parents.items() if parent == pid)
+        todo.extend(children.get(pid, ()))
     return found
+
+
+def tree_pids(root: int) -> list[int]:
+    """``root`` and all its descendants (the JVM and its Python workers on Spark)."""
+    return _tree(root, _processes())
 
 
 def stop_pids(pids: list[int], sig: int) -> None:
@@ -245,30 +260,8 @@ def stop_pids(pids: list[int], sig: int) -> None:
 
 def tree_rss(root: int) -> int:
     """Resident bytes of ``root`` and all its descendants, from one pass over /proc."""
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:  # gone since the listing
-            continue
-        # The command name is in parentheses and may hold spaces: split after the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        rss[pid] = int(fields[21]) * PAGE
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo.extend(children.get(pid, ()))
-    return total
+    processes = _processes()
+    return sum(processes[pid][1] for pid in _tree(root, processes) if pid in processes)
 
 
 def attribute(
